@@ -1,0 +1,372 @@
+//! The client: unary calls, streams and publishing, with node selection, deadlines and retries.
+//!
+//! # Layer order
+//!
+//! A unary call passes, outermost first, through:
+//! 1. the layers added with [`ClientBuilder::layer`] (once per call, in the order added);
+//! 2. dispatch: node selection, the call's overall deadline, and retries with backoff for
+//!    retryable errors;
+//! 3. the layers added with [`ClientBuilder::attempt_layer`] (once per attempt; the request's
+//!    `node` and `attempt` are set);
+//! 4. the transport.
+//!
+//! ```
+//! # use rmicro_core::prelude::*;
+//! # async fn demo(client: Client) -> Result<(), Error> {
+//! # #[derive(Clone, PartialEq, prost::Message, serde::Serialize, serde::Deserialize)]
+//! # struct Hello { #[prost(string, tag = "1")] name: String }
+//! let reply: Response<Hello> = client
+//!     .call(Call::new("greeter", "Greeter.Hello"), &Hello { name: "ada".into() })
+//!     .await?;
+//! # Ok(()) }
+//! ```
+
+mod attempt;
+mod backoff;
+mod call;
+mod dispatch;
+mod pool;
+mod stream;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+use tower::ServiceExt;
+use tower::util::BoxCloneSyncService;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::broker::{self, Broker, MemoryBroker};
+use crate::codec::{self, Codecs, Message};
+use crate::error::{Error, Result};
+use crate::metadata::Metadata;
+use crate::registry::{MemoryRegistry, Registry};
+use crate::selector::{RegistrySelector, Selector};
+use crate::transport::{MemoryTransport, Transport};
+
+pub use backoff::Backoff;
+pub use call::{Call, RawRequest, RawResponse, Response};
+pub use stream::Streaming;
+
+use attempt::Attempt;
+use dispatch::{Dispatch, choose};
+use pool::Pool;
+use stream::bad_response;
+
+/// The type-erased service client layers wrap.
+pub type ClientService = BoxCloneSyncService<RawRequest, RawResponse, Error>;
+
+type LayerFn = Arc<dyn Fn(ClientService) -> ClientService + Send + Sync>;
+
+/// The default time a unary call may take, as in go-micro.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The default number of retries of a retryable failure, as in go-micro.
+pub const DEFAULT_RETRIES: u32 = 1;
+/// The default content type of requests and published messages.
+pub const DEFAULT_CONTENT_TYPE: &str = "application/protobuf";
+
+/// Calls services and publishes messages. Cheap to clone; clones share connections and caches.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    service: ClientService,
+    pool: Arc<Pool>,
+    selector: Arc<dyn Selector>,
+    broker: Arc<dyn Broker>,
+    codecs: Codecs,
+    content_type: String,
+    timeout: Duration,
+    retries: u32,
+    backoff: Backoff,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("selector", &self.inner.selector)
+            .field("broker", &self.inner.broker.name())
+            .field("content_type", &self.inner.content_type)
+            .field("timeout", &self.inner.timeout)
+            .field("retries", &self.inner.retries)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A builder; every backend not set is the in-memory one.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// Calls the endpoint named by `call` with `request`, decoding the response as `Resp`.
+    pub async fn call<Req, Resp>(&self, call: Call, request: &Req) -> Result<Response<Resp>>
+    where
+        Req: Message,
+        Resp: Message + Default,
+    {
+        let content_type = self.content_type_of(&call);
+        let codec = self.inner.codecs.get(&content_type)?.clone();
+        let body = codec.encode(request)?;
+        let raw = self.call_bytes(call, body).await?;
+        let message = codec::decode(&*codec, raw.body).map_err(bad_response)?;
+        Ok(Response::new(raw.metadata, message))
+    }
+
+    /// Calls with an already encoded body (in the call's content type), as proxies and gateways do.
+    pub async fn call_bytes(&self, call: Call, body: Bytes) -> Result<RawResponse> {
+        let content_type = self.content_type_of(&call);
+        let deadline = self.deadline_of(&call, Some(self.inner.timeout));
+        let raw = RawRequest {
+            service: call.service,
+            endpoint: call.endpoint,
+            content_type,
+            metadata: call.metadata,
+            body,
+            deadline,
+            node: None,
+            attempt: 0,
+            address: call.address,
+            retries: call.retries.unwrap_or(self.inner.retries),
+            filters: call.filters,
+        };
+        self.inner.service.clone().oneshot(raw).await
+    }
+
+    /// Opens a bidirectional stream to the endpoint named by `call`. Streams have no default
+    /// timeout: set one on the call to bound them. Opening is retried like a unary call, since no
+    /// message has been sent yet.
+    pub async fn stream<Req, Resp>(&self, call: Call) -> Result<Streaming<Req, Resp>>
+    where
+        Req: Message,
+        Resp: Message + Default,
+    {
+        let inner = &self.inner;
+        let content_type = self.content_type_of(&call);
+        let codec = inner.codecs.get(&content_type)?.clone();
+        let deadline = self.deadline_of(&call, None);
+        let retries = call.retries.unwrap_or(inner.retries);
+        let head_of = |node| RawRequest {
+            service: call.service.clone(),
+            endpoint: call.endpoint.clone(),
+            content_type: content_type.clone(),
+            metadata: call.metadata.clone(),
+            body: Bytes::new(),
+            deadline,
+            node: Some(node),
+            attempt: 0,
+            address: None,
+            retries,
+            filters: Vec::new(),
+        };
+        let mut tried = Vec::new();
+        let mut retry = 0;
+        loop {
+            let opened = async {
+                let (node, marked) =
+                    choose(&*inner.selector, &call.service, call.address.as_deref(), &call.filters, &tried).await?;
+                tried.push(node.id.clone());
+                let opened = attempt::open(&inner.pool, &node.address, attempt::head(&head_of(node.clone()), true)).await;
+                if marked {
+                    inner.selector.mark(&call.service, &node, &opened.as_ref().map(|_| ()).map_err(Clone::clone));
+                }
+                opened
+            }
+            .await;
+            match opened {
+                Ok(opened) => {
+                    return Ok(Streaming::new(opened, codec, deadline, call.service, call.endpoint));
+                }
+                Err(e) if e.is_retryable() && retry < retries => {
+                    retry += 1;
+                    tokio::time::sleep(inner.backoff.delay(retry)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Publishes `message` to `topic` through the broker, encoded in the client's content type.
+    pub async fn publish<M: Message>(&self, topic: &str, message: &M) -> Result<()> {
+        self.publish_with(topic, message, Metadata::new()).await
+    }
+
+    /// Publishes `message` with `metadata` as headers (plus `content-type` and `micro-topic`).
+    pub async fn publish_with<M: Message>(&self, topic: &str, message: &M, metadata: Metadata) -> Result<()> {
+        let codec = self.inner.codecs.get(&self.inner.content_type)?;
+        let mut headers = metadata;
+        headers.insert("content-type", codec.content_type());
+        headers.insert("micro-topic", topic);
+        let body = codec.encode(message)?;
+        self.inner.broker.publish(topic, broker::Message { headers, body }).await
+    }
+
+    /// The selector this client chooses nodes with.
+    pub fn selector(&self) -> &Arc<dyn Selector> {
+        &self.inner.selector
+    }
+
+    /// The broker this client publishes to.
+    pub fn broker(&self) -> &Arc<dyn Broker> {
+        &self.inner.broker
+    }
+
+    fn content_type_of(&self, call: &Call) -> String {
+        call.content_type.clone().unwrap_or_else(|| self.inner.content_type.clone())
+    }
+
+    fn deadline_of(&self, call: &Call, default_timeout: Option<Duration>) -> Option<Instant> {
+        let timeout = call.timeout.or(default_timeout).map(|t| Instant::now() + t);
+        match (call.deadline, timeout) {
+            (Some(d), Some(t)) => Some(d.min(t)),
+            (d, t) => d.or(t),
+        }
+    }
+}
+
+/// Builds a [`Client`].
+#[derive(Default)]
+pub struct ClientBuilder {
+    transport: Option<Arc<dyn Transport>>,
+    registry: Option<Arc<dyn Registry>>,
+    selector: Option<Arc<dyn Selector>>,
+    broker: Option<Arc<dyn Broker>>,
+    codecs: Option<Codecs>,
+    content_type: Option<String>,
+    timeout: Option<Duration>,
+    retries: Option<u32>,
+    backoff: Option<Backoff>,
+    layers: Vec<LayerFn>,
+    attempt_layers: Vec<LayerFn>,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("layers", &self.layers.len())
+            .field("attempt_layers", &self.attempt_layers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn boxed_layer<L>(layer: L) -> LayerFn
+where
+    L: Layer<ClientService> + Send + Sync + 'static,
+    L::Service: Service<RawRequest, Response = RawResponse, Error = Error> + Clone + Send + Sync + 'static,
+    <L::Service as Service<RawRequest>>::Future: Send + 'static,
+{
+    Arc::new(move |inner| BoxCloneSyncService::new(layer.layer(inner)))
+}
+
+impl ClientBuilder {
+    /// The transport calls travel on.
+    pub fn transport(mut self, transport: Arc<dyn Transport>) -> ClientBuilder {
+        self.transport = Some(transport);
+        self
+    }
+
+    /// The registry nodes are found in (through a [`RegistrySelector`] unless a selector is set).
+    pub fn registry(mut self, registry: Arc<dyn Registry>) -> ClientBuilder {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// The selector that chooses nodes.
+    pub fn selector(mut self, selector: Arc<dyn Selector>) -> ClientBuilder {
+        self.selector = Some(selector);
+        self
+    }
+
+    /// The broker messages are published to.
+    pub fn broker(mut self, broker: Arc<dyn Broker>) -> ClientBuilder {
+        self.broker = Some(broker);
+        self
+    }
+
+    /// The codecs the client speaks.
+    pub fn codecs(mut self, codecs: Codecs) -> ClientBuilder {
+        self.codecs = Some(codecs);
+        self
+    }
+
+    /// The content type of requests and published messages (default `application/protobuf`).
+    pub fn content_type(mut self, content_type: impl Into<String>) -> ClientBuilder {
+        self.content_type = Some(content_type.into());
+        self
+    }
+
+    /// How long a unary call may take in all, retries included (default 5 s).
+    pub fn timeout(mut self, timeout: Duration) -> ClientBuilder {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// How often a retryable failure is retried (default 1).
+    pub fn retries(mut self, retries: u32) -> ClientBuilder {
+        self.retries = Some(retries);
+        self
+    }
+
+    /// The wait between retries.
+    pub fn backoff(mut self, backoff: Backoff) -> ClientBuilder {
+        self.backoff = Some(backoff);
+        self
+    }
+
+    /// Wraps every call (once per call, outside node selection and retries).
+    pub fn layer<L>(mut self, layer: L) -> ClientBuilder
+    where
+        L: Layer<ClientService> + Send + Sync + 'static,
+        L::Service: Service<RawRequest, Response = RawResponse, Error = Error> + Clone + Send + Sync + 'static,
+        <L::Service as Service<RawRequest>>::Future: Send + 'static,
+    {
+        self.layers.push(boxed_layer(layer));
+        self
+    }
+
+    /// Wraps every attempt (inside retries, with the chosen node set on the request).
+    pub fn attempt_layer<L>(mut self, layer: L) -> ClientBuilder
+    where
+        L: Layer<ClientService> + Send + Sync + 'static,
+        L::Service: Service<RawRequest, Response = RawResponse, Error = Error> + Clone + Send + Sync + 'static,
+        <L::Service as Service<RawRequest>>::Future: Send + 'static,
+    {
+        self.attempt_layers.push(boxed_layer(layer));
+        self
+    }
+
+    /// The client.
+    pub fn build(self) -> Client {
+        let transport = self.transport.unwrap_or_else(|| Arc::new(MemoryTransport::new()));
+        let selector = self.selector.unwrap_or_else(|| {
+            let registry = self.registry.unwrap_or_else(|| Arc::new(MemoryRegistry::new()));
+            Arc::new(RegistrySelector::new(registry))
+        });
+        let backoff = self.backoff.unwrap_or_default();
+        let pool = Arc::new(Pool::new(transport));
+        let wrap = |layers: &[LayerFn], inner: ClientService| {
+            layers.iter().rev().fold(inner, |service, layer| layer(service))
+        };
+        let attempt = wrap(&self.attempt_layers, BoxCloneSyncService::new(Attempt { pool: pool.clone() }));
+        let dispatch = Dispatch { selector: selector.clone(), attempt, backoff };
+        let service = wrap(&self.layers, BoxCloneSyncService::new(dispatch));
+        Client {
+            inner: Arc::new(Inner {
+                service,
+                pool,
+                selector,
+                broker: self.broker.unwrap_or_else(|| Arc::new(MemoryBroker::new())),
+                codecs: self.codecs.unwrap_or_default(),
+                content_type: self.content_type.unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned()),
+                timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
+                retries: self.retries.unwrap_or(DEFAULT_RETRIES),
+                backoff,
+            }),
+        }
+    }
+}

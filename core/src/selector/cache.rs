@@ -1,0 +1,263 @@
+//! The registry-backed selector: a cache of services kept current by the registry's watch.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::health::{Health, HealthPolicy, is_node_failure};
+use super::{Random, SelectOptions, Selector, Strategy, nodes_of};
+use crate::error::{Code, Error, Result};
+use crate::registry::{Event, EventKind, Node, Registry, Service, Watcher};
+
+/// How long cached services are trusted without a refresh when no watch event arrived.
+const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(60);
+/// Wait before watching again after the registry's watch failed.
+const REWATCH_DELAY: Duration = Duration::from_secs(1);
+
+/// Selects nodes from a registry through a cache fed by the registry's watch.
+///
+/// When the registry cannot be reached, calls go on to the nodes already known (and the error is
+/// logged); the cache catches up when the registry returns.
+#[derive(Clone, Debug)]
+pub struct RegistrySelector {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    registry: Arc<dyn Registry>,
+    strategy: Arc<dyn Strategy>,
+    cache_ttl: Duration,
+    cache: Mutex<HashMap<String, Cached>>,
+    health: Health,
+    watch_started: tokio::sync::OnceCell<()>,
+    stop_watch: CancellationToken,
+}
+
+#[derive(Debug)]
+struct Cached {
+    services: Vec<Service>,
+    fresh_until: Instant,
+}
+
+impl RegistrySelector {
+    /// A selector over `registry` picking nodes at random.
+    pub fn new(registry: Arc<dyn Registry>) -> RegistrySelector {
+        RegistrySelector::builder(registry).build()
+    }
+
+    /// A builder to choose the strategy, cache TTL and health policy.
+    pub fn builder(registry: Arc<dyn Registry>) -> RegistrySelectorBuilder {
+        RegistrySelectorBuilder {
+            registry,
+            strategy: Arc::new(Random),
+            cache_ttl: DEFAULT_CACHE_TTL,
+            health: HealthPolicy::default(),
+        }
+    }
+}
+
+/// Builds a [`RegistrySelector`].
+#[derive(Debug)]
+pub struct RegistrySelectorBuilder {
+    registry: Arc<dyn Registry>,
+    strategy: Arc<dyn Strategy>,
+    cache_ttl: Duration,
+    health: HealthPolicy,
+}
+
+impl RegistrySelectorBuilder {
+    /// How a node is picked among the candidates (default [`Random`]).
+    pub fn strategy(mut self, strategy: impl Strategy) -> RegistrySelectorBuilder {
+        self.strategy = Arc::new(strategy);
+        self
+    }
+
+    /// How long cached services are used before being read again (default 60 s).
+    pub fn cache_ttl(mut self, ttl: Duration) -> RegistrySelectorBuilder {
+        self.cache_ttl = ttl;
+        self
+    }
+
+    /// When failing nodes are left out.
+    pub fn health(mut self, policy: HealthPolicy) -> RegistrySelectorBuilder {
+        self.health = policy;
+        self
+    }
+
+    /// The selector.
+    pub fn build(self) -> RegistrySelector {
+        RegistrySelector {
+            inner: Arc::new(Inner {
+                registry: self.registry,
+                strategy: self.strategy,
+                cache_ttl: self.cache_ttl,
+                cache: Mutex::default(),
+                health: Health::new(self.health),
+                watch_started: tokio::sync::OnceCell::new(),
+                stop_watch: CancellationToken::new(),
+            }),
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop_watch.cancel();
+    }
+}
+
+impl Inner {
+    fn cache(&self) -> MutexGuard<'_, HashMap<String, Cached>> {
+        self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    async fn services(&self, name: &str) -> Result<Vec<Service>> {
+        if let Some(cached) = self.cache().get(name).filter(|c| c.fresh_until > Instant::now()) {
+            return Ok(cached.services.clone());
+        }
+        match self.registry.get_service(name).await {
+            Ok(services) => {
+                let fresh_until = Instant::now() + self.cache_ttl;
+                self.cache().insert(name.to_owned(), Cached { services: services.clone(), fresh_until });
+                Ok(services)
+            }
+            Err(e) if e.code == Code::NotFound => {
+                self.cache().remove(name);
+                Err(no_nodes(name, "not registered"))
+            }
+            Err(e) => match self.cache().get(name) {
+                Some(stale) => {
+                    tracing::warn!(service = name, error = %e, "registry unreachable; using the nodes already known");
+                    Ok(stale.services.clone())
+                }
+                None => Err(Error::unavailable(format!("service {name}: registry error: {e}"))
+                    .with_id("rmicro.selector")),
+            },
+        }
+    }
+
+    /// Applies a watch event to the cached services it concerns.
+    fn apply(&self, event: Event) {
+        let mut cache = self.cache();
+        let Some(cached) = cache.get_mut(&event.service.name) else { return };
+        let changed = event.service;
+        let position = cached.services.iter().position(|s| s.version == changed.version);
+        match (event.kind, position) {
+            (EventKind::Create | EventKind::Update, Some(i)) => {
+                let service = &mut cached.services[i];
+                for node in &changed.nodes {
+                    service.nodes.retain(|n| n.id != node.id);
+                    service.nodes.push(node.clone());
+                }
+                service.metadata = changed.metadata;
+                service.endpoints = changed.endpoints;
+            }
+            (EventKind::Create | EventKind::Update, None) => cached.services.push(changed),
+            (EventKind::Delete, Some(i)) => {
+                cached.services[i].nodes.retain(|n| !changed.nodes.iter().any(|gone| gone.id == n.id));
+                cached.services.retain(|s| !s.nodes.is_empty());
+            }
+            (EventKind::Delete, None) => {}
+        }
+    }
+
+    /// After a broken watch the cache may be missing changes: read the registry on next use,
+    /// but keep the entries as a fallback should it be unreachable.
+    fn mark_stale(&self) {
+        let now = Instant::now();
+        for cached in self.cache().values_mut() {
+            cached.fresh_until = now;
+        }
+    }
+}
+
+fn no_nodes(service: &str, why: &str) -> Error {
+    Error::unavailable(format!("service {service}: no node available ({why})")).with_id("rmicro.selector")
+}
+
+/// Applies the registry's changes to the cache until the selector is dropped, watching again
+/// whenever the watch breaks. `first` is the watch opened before the first read of the registry,
+/// so no change between that read and the watch is missed.
+async fn keep_watching(inner: Weak<Inner>, stop: CancellationToken, first: Result<Watcher>) {
+    let mut next_watch = Some(first);
+    loop {
+        let Some(registry) = inner.upgrade().map(|i| i.registry.clone()) else { return };
+        let watched = match next_watch.take() {
+            Some(first) => first,
+            None => tokio::select! {
+                _ = stop.cancelled() => return,
+                watched = registry.watch(None) => watched,
+            },
+        };
+        match watched {
+            Ok(mut events) => loop {
+                let item = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    item = events.next() => item,
+                };
+                let Some(inner) = inner.upgrade() else { return };
+                match item {
+                    Some(Ok(event)) => inner.apply(event),
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "registry watch reported missed changes");
+                        inner.mark_stale();
+                    }
+                    None => break,
+                }
+            },
+            Err(e) => tracing::warn!(error = %e, registry = registry.name(), "cannot watch the registry"),
+        }
+        if let Some(inner) = inner.upgrade() {
+            inner.mark_stale();
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(REWATCH_DELAY) => {}
+        }
+    }
+}
+
+#[async_trait]
+impl Selector for RegistrySelector {
+    async fn select(&self, service: &str, options: &SelectOptions) -> Result<Node> {
+        let inner = &self.inner;
+        inner
+            .watch_started
+            .get_or_init(|| async {
+                let first = inner.registry.watch(None).await;
+                tokio::spawn(keep_watching(Arc::downgrade(inner), inner.stop_watch.clone(), first));
+            })
+            .await;
+        let mut services = inner.services(service).await?;
+        for filter in &options.filters {
+            services = filter.apply(services);
+        }
+        let candidates = nodes_of(&services);
+        if candidates.is_empty() {
+            return Err(no_nodes(service, "none matches the filters"));
+        }
+        let prefer = |keep: &dyn Fn(&Node) -> bool, nodes: Vec<Node>| -> Vec<Node> {
+            let kept: Vec<Node> = nodes.iter().filter(|n| keep(n)).cloned().collect();
+            if kept.is_empty() { nodes } else { kept }
+        };
+        let untried = prefer(&|n: &Node| !options.tried.contains(&n.id), candidates);
+        let healthy = prefer(&|n: &Node| !inner.health.is_ejected(service, &n.id), untried);
+        Ok(inner.strategy.pick(service, &healthy))
+    }
+
+    fn mark(&self, service: &str, node: &Node, outcome: &Result<()>) {
+        let failed = outcome.as_ref().err().is_some_and(is_node_failure);
+        self.inner.health.record(service, &node.id, failed);
+    }
+
+    fn reset(&self, service: &str) {
+        self.inner.cache().remove(service);
+        self.inner.health.reset(service);
+    }
+}

@@ -1,0 +1,14 @@
+use rand::Rng;
+
+use super::Strategy;
+use crate::registry::Node;
+
+/// Picks a node uniformly at random (go-micro's default).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Random;
+
+impl Strategy for Random {
+    fn pick(&self, _service: &str, nodes: &[Node]) -> Node {
+        nodes[rand::thread_rng().gen_range(0..nodes.len())].clone()
+    }
+}

@@ -1,0 +1,94 @@
+//! The innermost server service: finds a unary endpoint, decodes, calls, encodes.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::task::{Context as TaskContext, Poll};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use tower_service::Service;
+
+use super::handler::{Endpoint, Handler};
+use crate::codec::Codecs;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::metadata::Metadata;
+
+/// A unary call as server layers see it.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ServerRequest {
+    /// The service called.
+    pub service: String,
+    /// The endpoint called.
+    pub endpoint: String,
+    /// The content type of `body`; the response is encoded in it too.
+    pub content_type: String,
+    /// The encoded request.
+    pub body: Bytes,
+    /// The caller's metadata, deadline and cancellation.
+    pub context: Context,
+}
+
+/// The encoded answer to a [`ServerRequest`].
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct ServerResponse {
+    /// Metadata sent back to the caller.
+    pub metadata: Metadata,
+    /// The encoded response.
+    pub body: Bytes,
+}
+
+impl ServerResponse {
+    /// A response of `body` with `metadata`.
+    pub fn new(metadata: Metadata, body: Bytes) -> ServerResponse {
+        ServerResponse { metadata, body }
+    }
+}
+
+pub(crate) type Endpoints = Arc<RwLock<BTreeMap<String, Endpoint>>>;
+
+pub(crate) fn find(endpoints: &Endpoints, service: &str, name: &str) -> Result<Endpoint> {
+    endpoints
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .get(name)
+        .cloned()
+        .ok_or_else(|| Error::not_found(format!("service {service} has no endpoint {name}")))
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Router {
+    pub(crate) endpoints: Endpoints,
+    pub(crate) codecs: Codecs,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint").field("description", &self.description).finish_non_exhaustive()
+    }
+}
+
+impl Service<ServerRequest> for Router {
+    type Response = ServerResponse;
+    type Error = Error;
+    type Future = BoxFuture<'static, Result<ServerResponse>>;
+
+    fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: ServerRequest) -> Self::Future {
+        let found = find(&self.endpoints, &req.service, &req.endpoint);
+        let codec = self.codecs.get(&req.content_type).cloned();
+        Box::pin(async move {
+            let Handler::Unary(handler) = found?.handler else {
+                return Err(Error::bad_request(format!("{} is a streaming endpoint; open a stream to call it", req.endpoint)));
+            };
+            let ctx = req.context.clone();
+            let body = handler(req.context, req.body, codec?).await?;
+            Ok(ServerResponse::new(ctx.reply_metadata(), body))
+        })
+    }
+}

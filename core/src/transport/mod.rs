@@ -1,0 +1,129 @@
+//! Point-to-point transfer of calls between client and server.
+//!
+//! A server [`listen`](Transport::listen)s and accepts [`IncomingCall`]s; a client
+//! [`dial`](Transport::dial)s an address once and opens many concurrent calls on the
+//! [`Connection`]. Every call is a stream: the client sends request messages and closes its side,
+//! the server sends an optional header, response messages and a final status. A unary call is a
+//! stream of one message each way. Dropping the client's side before the status arrives cancels
+//! the call on the server ([`IncomingCall::cancel`] fires).
+
+mod memory;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Result;
+use crate::metadata::Metadata;
+
+pub use memory::MemoryTransport;
+
+/// Default largest message a transport accepts, as in gRPC: 4 MiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+
+/// What a call is about, sent before its first message.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CallHead {
+    /// The service called, e.g. `greeter`.
+    pub service: String,
+    /// The endpoint called, e.g. `Greeter.Hello`.
+    pub endpoint: String,
+    /// The content type of request messages; the server answers in the same one.
+    pub content_type: String,
+    /// The caller's metadata.
+    pub metadata: Metadata,
+    /// How long the caller will still wait, measured when the call was sent.
+    pub timeout: Option<Duration>,
+    /// Whether the caller streams (more than one message either way) rather than calls once.
+    pub stream: bool,
+}
+
+/// A way to carry calls between processes (or within one).
+#[async_trait]
+pub trait Transport: Send + Sync + fmt::Debug + 'static {
+    /// The transport's name, e.g. `memory`, `http`, advertised in node metadata.
+    fn name(&self) -> &'static str;
+    /// Accepts calls on `address`; an empty address (or a port of 0) picks a free one.
+    async fn listen(&self, address: &str) -> Result<Box<dyn Listener>>;
+    /// Connects to a listener; the connection carries many concurrent calls.
+    async fn dial(&self, address: &str) -> Result<Arc<dyn Connection>>;
+}
+
+/// The server side of a transport: a stream of incoming calls.
+#[async_trait]
+pub trait Listener: Send + Sync + fmt::Debug {
+    /// The address clients dial to reach this listener.
+    fn address(&self) -> String;
+    /// The next call; `None` once the listener can accept no more.
+    async fn accept(&mut self) -> Option<IncomingCall>;
+}
+
+/// The client side of a transport: opens calls to one listener.
+#[async_trait]
+pub trait Connection: Send + Sync + fmt::Debug {
+    /// Starts a call; fails with [`Code::Unavailable`](crate::Code::Unavailable) when the peer
+    /// cannot be reached (no call was delivered, so it is safe to try again).
+    async fn open(&self, head: CallHead) -> Result<ClientCall>;
+    /// Whether the connection can carry no more calls and should be dialled again.
+    fn is_closed(&self) -> bool;
+}
+
+/// Sends messages one way on a call.
+#[async_trait]
+pub trait MessageSink: Send + fmt::Debug {
+    /// Sends one message.
+    async fn send(&mut self, message: Bytes) -> Result<()>;
+    /// Says no more messages follow (half-close).
+    async fn close(&mut self) -> Result<()>;
+}
+
+/// Receives messages one way on a call.
+#[async_trait]
+pub trait MessageSource: Send + fmt::Debug {
+    /// The next message; `Ok(None)` when the peer is done. On the client, the server's error
+    /// status arrives as `Err`; on the server, a caller that went away arrives as
+    /// [`Code::Canceled`](crate::Code::Canceled).
+    async fn recv(&mut self) -> Result<Option<Bytes>>;
+    /// The response header (client side): set once the first message or the status arrived.
+    fn header(&self) -> Option<&Metadata> {
+        None
+    }
+}
+
+/// The server's answer on a call.
+#[async_trait]
+pub trait Reply: Send + fmt::Debug {
+    /// Sends response metadata; at most once, before the first message.
+    async fn send_header(&mut self, metadata: Metadata) -> Result<()>;
+    /// Sends one response message.
+    async fn send(&mut self, message: Bytes) -> Result<()>;
+    /// Ends the call with `status`.
+    async fn finish(self: Box<Self>, status: Result<()>);
+}
+
+/// A call as the client sees it.
+#[derive(Debug)]
+pub struct ClientCall {
+    /// Request messages to the server.
+    pub requests: Box<dyn MessageSink>,
+    /// Response messages and the final status from the server. Dropping it before the status
+    /// arrives cancels the call.
+    pub responses: Box<dyn MessageSource>,
+}
+
+/// A call as the server sees it.
+#[derive(Debug)]
+pub struct IncomingCall {
+    /// What is called, with the caller's metadata and remaining time.
+    pub head: CallHead,
+    /// Request messages from the client.
+    pub requests: Box<dyn MessageSource>,
+    /// The answer.
+    pub reply: Box<dyn Reply>,
+    /// Fires when the caller goes away before the call finished.
+    pub cancel: CancellationToken,
+}
