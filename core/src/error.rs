@@ -135,7 +135,7 @@ impl From<u16> for Code {
             499 => Code::Canceled,
             501 => Code::NotImplemented,
             502 | 503 => Code::Unavailable,
-            400..=499 => Code::BadRequest,
+            s if (400..500).contains(&s) => Code::BadRequest,
             500 => Code::Internal,
             _ => Code::Unknown,
         }
@@ -223,9 +223,8 @@ impl Error {
     /// Reads an error from its JSON wire form; anything else becomes an [`Code::Internal`] error
     /// whose detail is the text received, so nothing a peer sent is lost.
     pub fn from_json(body: &[u8]) -> Error {
-        serde_json::from_slice::<Error>(body).unwrap_or_else(|_| {
-            Error::internal(String::from_utf8_lossy(body).into_owned())
-        })
+        serde_json::from_slice::<Error>(body)
+            .unwrap_or_else(|_| Error::internal(String::from_utf8_lossy(body).into_owned()))
     }
 }
 
@@ -264,8 +263,16 @@ mod tests {
 
     #[test]
     fn grpc_mapping_round_trips_for_distinct_codes() {
-        for code in [Code::Canceled, Code::NotFound, Code::Unavailable, Code::DeadlineExceeded,
-            Code::Unauthorized, Code::Forbidden, Code::Internal, Code::NotImplemented] {
+        for code in [
+            Code::Canceled,
+            Code::NotFound,
+            Code::Unavailable,
+            Code::DeadlineExceeded,
+            Code::Unauthorized,
+            Code::Forbidden,
+            Code::Internal,
+            Code::NotImplemented,
+        ] {
             assert_eq!(Code::from_grpc_status(code.grpc_status()), code);
         }
     }

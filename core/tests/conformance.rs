@@ -1,5 +1,7 @@
 //! The in-memory backends and the built-in codecs against the core conformance suites.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use rmicro_core::testkit::transport::TransportUnderTest;

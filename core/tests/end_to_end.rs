@@ -1,6 +1,8 @@
 //! A typed service over the in-memory backends, end to end: errors, deadlines, cancellation,
 //! graceful stop, bad bodies, metadata, streams, events, retries and layers.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -57,7 +59,9 @@ impl Drop for CancelProbe {
     }
 }
 
-async fn users(builder: impl FnOnce(rmicro_core::service::ServiceBuilder) -> rmicro_core::service::ServiceBuilder) -> Fixture {
+async fn users(
+    builder: impl FnOnce(rmicro_core::service::ServiceBuilder) -> rmicro_core::service::ServiceBuilder,
+) -> Fixture {
     let service = builder(Service::builder("users").version("1.2.0")).build();
     let cancelled = Arc::new(AtomicUsize::new(0));
     let handled = Arc::new(AtomicUsize::new(0));
@@ -218,7 +222,10 @@ async fn the_server_answers_in_the_content_type_it_was_called_with() {
     let reply = f
         .service
         .client()
-        .call_bytes(Call::new("users", "Users.Get").content_type("application/json"), Bytes::from_static(br#"{"id":1,"sleep_ms":0}"#))
+        .call_bytes(
+            Call::new("users", "Users.Get").content_type("application/json"),
+            Bytes::from_static(br#"{"id":1,"sleep_ms":0}"#),
+        )
         .await
         .unwrap();
     assert_eq!(reply.body, Bytes::from_static(br#"{"id":1,"name":"ada"}"#));
@@ -284,22 +291,29 @@ async fn calling_an_address_nobody_listens_on_is_unavailable_after_retries() {
 #[tokio::test]
 async fn streams_carry_many_messages_both_ways() {
     let service = Service::builder("counter").build();
-    service.server().handle_stream("Counter.Double", |ctx: Context, mut stream: ServerStream<UserCreated, UserCreated>| async move {
-        ctx.set_reply_metadata("x-stream", "doubling");
-        while let Some(n) = stream.recv().await? {
-            stream.send(&UserCreated { id: n.id * 2 }).await?;
-        }
-        Ok(())
-    });
-    service.server().handle_stream("Counter.Countdown", |_ctx, mut stream: ServerStream<UserCreated, UserCreated>| async move {
-        let from = stream.recv().await?.map_or(0, |n| n.id);
-        for id in (0..from).rev() {
-            stream.send(&UserCreated { id }).await?;
-        }
-        Err(Error::new(Code::Conflict, "liftoff"))
-    });
+    service.server().handle_stream(
+        "Counter.Double",
+        |ctx: Context, mut stream: ServerStream<UserCreated, UserCreated>| async move {
+            ctx.set_reply_metadata("x-stream", "doubling");
+            while let Some(n) = stream.recv().await? {
+                stream.send(&UserCreated { id: n.id * 2 }).await?;
+            }
+            Ok(())
+        },
+    );
+    service.server().handle_stream(
+        "Counter.Countdown",
+        |_ctx, mut stream: ServerStream<UserCreated, UserCreated>| async move {
+            let from = stream.recv().await?.map_or(0, |n| n.id);
+            for id in (0..from).rev() {
+                stream.send(&UserCreated { id }).await?;
+            }
+            Err(Error::new(Code::Conflict, "liftoff"))
+        },
+    );
     service.start().await.unwrap();
-    let mut doubling = service.client().stream::<UserCreated, UserCreated>(Call::new("counter", "Counter.Double")).await.unwrap();
+    let mut doubling =
+        service.client().stream::<UserCreated, UserCreated>(Call::new("counter", "Counter.Double")).await.unwrap();
     for id in 1..=10 {
         doubling.send(&UserCreated { id }).await.unwrap();
         assert_eq!(doubling.recv().await.unwrap(), Some(UserCreated { id: id * 2 }));
@@ -308,7 +322,8 @@ async fn streams_carry_many_messages_both_ways() {
     doubling.close_send().await.unwrap();
     assert_eq!(doubling.recv().await.unwrap(), None);
 
-    let mut countdown = service.client().stream::<UserCreated, UserCreated>(Call::new("counter", "Counter.Countdown")).await.unwrap();
+    let mut countdown =
+        service.client().stream::<UserCreated, UserCreated>(Call::new("counter", "Counter.Countdown")).await.unwrap();
     countdown.send(&UserCreated { id: 3 }).await.unwrap();
     countdown.close_send().await.unwrap();
     let mut got = Vec::new();
@@ -329,13 +344,17 @@ async fn streams_carry_many_messages_both_ways() {
 async fn a_published_event_reaches_the_subscriber_with_metadata() {
     let service = Service::builder("audit").build();
     let (tx, mut rx) = mpsc::unbounded_channel();
-    service.server().subscribe("user.created", SubscribeOptions::default().queue("audit"), move |ctx: Context, event: UserCreated| {
-        let tx = tx.clone();
-        async move {
-            let _ = tx.send((event.id, ctx.metadata().get("x-origin").map(str::to_owned)));
-            Ok(())
-        }
-    });
+    service.server().subscribe(
+        "user.created",
+        SubscribeOptions::default().queue("audit"),
+        move |ctx: Context, event: UserCreated| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send((event.id, ctx.metadata().get("x-origin").map(str::to_owned)));
+                Ok(())
+            }
+        },
+    );
     service.start().await.unwrap();
     let metadata: Metadata = [("x-origin", "signup")].into_iter().collect();
     service.client().publish_with("user.created", &UserCreated { id: 5 }, metadata).await.unwrap();
@@ -449,10 +468,14 @@ impl Registry for RefusingRegistry {
 #[tokio::test]
 async fn a_failed_start_leaves_no_listener_behind() {
     let transport = Arc::new(MemoryTransport::new());
-    let server = Server::builder("broken").transport(transport.clone()).registry(Arc::new(RefusingRegistry)).address("memory:broken").build();
+    let server = Server::builder("broken")
+        .transport(transport.clone())
+        .registry(Arc::new(RefusingRegistry))
+        .address("memory:broken")
+        .build();
     let err = server.start().await.unwrap_err();
     assert_eq!(err.code, Code::Unavailable);
     assert!(server.address().await.is_none());
-    let dialled = transport.dial("memory:broken").await.err().expect("nothing listens after a failed start");
+    let dialled = transport.dial("memory:broken").await.expect_err("nothing listens after a failed start");
     assert_eq!(dialled.code, Code::Unavailable);
 }

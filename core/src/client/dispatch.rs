@@ -86,8 +86,7 @@ impl Service<RawRequest> for Dispatch {
 
 impl Dispatch {
     async fn attempt_once(&self, req: &RawRequest, attempt: u32, tried: &mut Vec<String>) -> Result<RawResponse> {
-        let (node, marked) =
-            choose(&*self.selector, &req.service, req.address.as_deref(), &req.filters, tried).await?;
+        let (node, marked) = choose(&*self.selector, &req.service, req.address.as_deref(), &req.filters, tried).await?;
         let mut one = req.clone();
         one.node = Some(node.clone());
         one.attempt = attempt;

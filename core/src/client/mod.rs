@@ -171,7 +171,8 @@ impl Client {
                 let (node, marked) =
                     choose(&*inner.selector, &call.service, call.address.as_deref(), &call.filters, &tried).await?;
                 tried.push(node.id.clone());
-                let opened = attempt::open(&inner.pool, &node.address, attempt::head(&head_of(node.clone()), true)).await;
+                let opened =
+                    attempt::open(&inner.pool, &node.address, attempt::head(&head_of(node.clone()), true)).await;
                 if marked {
                     inner.selector.mark(&call.service, &node, &opened.as_ref().map(|_| ()).map_err(Clone::clone));
                 }
@@ -349,9 +350,8 @@ impl ClientBuilder {
         });
         let backoff = self.backoff.unwrap_or_default();
         let pool = Arc::new(Pool::new(transport));
-        let wrap = |layers: &[LayerFn], inner: ClientService| {
-            layers.iter().rev().fold(inner, |service, layer| layer(service))
-        };
+        let wrap =
+            |layers: &[LayerFn], inner: ClientService| layers.iter().rev().fold(inner, |service, layer| layer(service));
         let attempt = wrap(&self.attempt_layers, BoxCloneSyncService::new(Attempt { pool: pool.clone() }));
         let dispatch = Dispatch { selector: selector.clone(), attempt, backoff };
         let service = wrap(&self.layers, BoxCloneSyncService::new(dispatch));

@@ -56,9 +56,9 @@ impl<Req: Message, Resp: Message + Default> Streaming<Req, Resp> {
     pub async fn recv(&mut self) -> Result<Option<Resp>> {
         let next = self.call.responses.recv();
         let received = match self.deadline {
-            Some(d) => tokio::time::timeout_at(d, next)
-                .await
-                .map_err(|_| deadline_exceeded(&self.service, &self.endpoint))?,
+            Some(d) => {
+                tokio::time::timeout_at(d, next).await.map_err(|_| deadline_exceeded(&self.service, &self.endpoint))?
+            }
             None => next.await,
         };
         match received? {

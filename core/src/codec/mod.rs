@@ -34,7 +34,7 @@ pub trait Message: Send + Sync + 'static {
         None
     }
     /// Replaces the message with one decoded from protobuf.
-    fn from_protobuf(&mut self, _body: &[u8]) -> Option<Result<(), prost::DecodeError>> {
+    fn decode_protobuf(&mut self, _body: &[u8]) -> Option<Result<(), prost::DecodeError>> {
         None
     }
     /// The message as something serde serializes.
@@ -53,7 +53,7 @@ pub trait Message: Send + Sync + 'static {
         None
     }
     /// Replaces the message with opaque bytes; `false` when it has no raw form.
-    fn from_raw(&mut self, _body: Bytes) -> bool {
+    fn set_raw(&mut self, _body: Bytes) -> bool {
         false
     }
     /// The message's Rust type name, for errors and endpoint descriptions.
@@ -69,7 +69,7 @@ where
     fn to_protobuf(&self) -> Option<Vec<u8>> {
         Some(self.encode_to_vec())
     }
-    fn from_protobuf(&mut self, body: &[u8]) -> Option<Result<(), prost::DecodeError>> {
+    fn decode_protobuf(&mut self, body: &[u8]) -> Option<Result<(), prost::DecodeError>> {
         Some(T::decode(body).map(|m| *self = m))
     }
     fn as_serialize(&self) -> Option<&dyn erased_serde::Serialize> {
@@ -101,18 +101,11 @@ pub fn decode<M: Message + Default>(codec: &dyn Codec, body: Bytes) -> Result<M>
 }
 
 pub(crate) fn no_form(codec: &dyn Codec, msg: &dyn Message) -> Error {
-    Error::new(
-        Code::UnsupportedMediaType,
-        format!("{} has no {} form", msg.type_name(), codec.content_type()),
-    )
+    Error::new(Code::UnsupportedMediaType, format!("{} has no {} form", msg.type_name(), codec.content_type()))
 }
 
 pub(crate) fn undecodable(codec: &dyn Codec, msg: &dyn Message, why: impl fmt::Display) -> Error {
-    Error::bad_request(format!(
-        "body does not decode as {} {}: {why}",
-        codec.content_type(),
-        msg.type_name()
-    ))
+    Error::bad_request(format!("body does not decode as {} {}: {why}", codec.content_type(), msg.type_name()))
 }
 
 /// The codecs a client or server speaks, by content type.

@@ -17,7 +17,7 @@ impl Codec for ProtobufCodec {
     }
 
     fn decode(&self, body: Bytes, msg: &mut dyn Message) -> Result<()> {
-        match msg.from_protobuf(&body) {
+        match msg.decode_protobuf(&body) {
             Some(Ok(())) => Ok(()),
             Some(Err(e)) => Err(undecodable(self, msg, e)),
             None => Err(no_form(self, msg)),

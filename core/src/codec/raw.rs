@@ -17,7 +17,7 @@ impl Codec for RawCodec {
     }
 
     fn decode(&self, body: Bytes, msg: &mut dyn Message) -> Result<()> {
-        if msg.from_raw(body) { Ok(()) } else { Err(no_form(self, msg)) }
+        if msg.set_raw(body) { Ok(()) } else { Err(no_form(self, msg)) }
     }
 }
 
@@ -30,7 +30,7 @@ impl Message for Raw {
         Some(self.0.clone())
     }
 
-    fn from_raw(&mut self, body: Bytes) -> bool {
+    fn set_raw(&mut self, body: Bytes) -> bool {
         self.0 = body;
         true
     }

@@ -43,9 +43,7 @@ impl Record {
     }
 
     fn live(&self, now: Instant) -> Service {
-        self.with_nodes(
-            self.nodes.values().filter(|(_, exp)| exp.is_none_or(|e| e > now)).map(|(n, _)| n),
-        )
+        self.with_nodes(self.nodes.values().filter(|(_, exp)| exp.is_none_or(|e| e > now)).map(|(n, _)| n))
     }
 }
 
@@ -223,13 +221,11 @@ impl Registry for MemoryRegistry {
         Ok(events
             .filter_map(move |item| {
                 let item = match item {
-                    Ok(event) if only.as_ref().is_none_or(|name| *name == event.service.name) => {
-                        Some(Ok(event))
-                    }
+                    Ok(event) if only.as_ref().is_none_or(|name| *name == event.service.name) => Some(Ok(event)),
                     Ok(_) => None,
-                    Err(BroadcastStreamRecvError::Lagged(missed)) => Some(Err(Error::internal(
-                        format!("registry watch lagged and missed {missed} events"),
-                    ))),
+                    Err(BroadcastStreamRecvError::Lagged(missed)) => {
+                        Some(Err(Error::internal(format!("registry watch lagged and missed {missed} events"))))
+                    }
                 };
                 std::future::ready(item)
             })

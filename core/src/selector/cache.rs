@@ -136,8 +136,9 @@ impl Inner {
                     tracing::warn!(service = name, error = %e, "registry unreachable; using the nodes already known");
                     Ok(stale.services.clone())
                 }
-                None => Err(Error::unavailable(format!("service {name}: registry error: {e}"))
-                    .with_id("rmicro.selector")),
+                None => {
+                    Err(Error::unavailable(format!("service {name}: registry error: {e}")).with_id("rmicro.selector"))
+                }
             },
         }
     }

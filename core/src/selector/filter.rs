@@ -50,9 +50,7 @@ pub fn label(key: impl Into<String>, value: impl Into<String>) -> Filter {
 /// Keeps only versions that declare the endpoint `name`.
 pub fn endpoint(name: impl Into<String>) -> Filter {
     let name = name.into();
-    Filter::new(move |services| {
-        services.into_iter().filter(|s| s.endpoints.iter().any(|e| e.name == name)).collect()
-    })
+    Filter::new(move |services| services.into_iter().filter(|s| s.endpoints.iter().any(|e| e.name == name)).collect())
 }
 
 #[cfg(test)]

@@ -33,8 +33,7 @@ mod tests {
 
     #[test]
     fn takes_nodes_in_turn() {
-        let nodes: Vec<Node> =
-            (0..3).map(|i| Node { id: format!("n{i}"), ..Node::default() }).collect();
+        let nodes: Vec<Node> = (0..3).map(|i| Node { id: format!("n{i}"), ..Node::default() }).collect();
         let rr = RoundRobin::new();
         let ids: Vec<String> = (0..6).map(|_| rr.pick("svc", &nodes).id).collect();
         assert_eq!(ids, ["n0", "n1", "n2", "n0", "n1", "n2"]);

@@ -14,7 +14,8 @@ use crate::metadata::Metadata;
 use crate::registry;
 use crate::transport::{MessageSource, Reply};
 
-pub(crate) type UnaryFn = Arc<dyn Fn(Context, Bytes, Arc<dyn Codec>) -> BoxFuture<'static, Result<Bytes>> + Send + Sync>;
+pub(crate) type UnaryFn =
+    Arc<dyn Fn(Context, Bytes, Arc<dyn Codec>) -> BoxFuture<'static, Result<Bytes>> + Send + Sync>;
 pub(crate) type StreamFn = Arc<dyn Fn(Context, RawStream) -> BoxFuture<'static, Result<()>> + Send + Sync>;
 
 /// How an endpoint is served.

@@ -187,11 +187,7 @@ impl Server {
     }
 
     fn insert(&self, name: &str, endpoint: handler::Endpoint) -> &Server {
-        self.inner
-            .endpoints
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(name.to_owned(), endpoint);
+        self.inner.endpoints.write().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(name.to_owned(), endpoint);
         self
     }
 
@@ -204,7 +200,8 @@ impl Server {
         F: Fn(Context, M) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<()>> + Send + 'static,
     {
-        let handler = subscriber::typed(topic, self.inner.codecs.clone(), self.inner.options.content_type.clone(), handler);
+        let handler =
+            subscriber::typed(topic, self.inner.codecs.clone(), self.inner.options.content_type.clone(), handler);
         self.subscribe_raw(topic, options, handler)
     }
 

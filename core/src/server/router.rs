@@ -84,7 +84,10 @@ impl Service<ServerRequest> for Router {
         let codec = self.codecs.get(&req.content_type).cloned();
         Box::pin(async move {
             let Handler::Unary(handler) = found?.handler else {
-                return Err(Error::bad_request(format!("{} is a streaming endpoint; open a stream to call it", req.endpoint)));
+                return Err(Error::bad_request(format!(
+                    "{} is a streaming endpoint; open a stream to call it",
+                    req.endpoint
+                )));
             };
             let ctx = req.context.clone();
             let body = handler(req.context, req.body, codec?).await?;

@@ -17,7 +17,12 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::transport::{CallHead, IncomingCall, Listener, MessageSource};
 
-pub(crate) async fn accept(server: Arc<Inner>, mut listener: Box<dyn Listener>, stop: CancellationToken, calls: TaskTracker) {
+pub(crate) async fn accept(
+    server: Arc<Inner>,
+    mut listener: Box<dyn Listener>,
+    stop: CancellationToken,
+    calls: TaskTracker,
+) {
     loop {
         let call = tokio::select! {
             _ = stop.cancelled() => return,
@@ -86,10 +91,7 @@ async fn handle(
     ctx: Context,
 ) -> Result<()> {
     let Handler::Stream(handler) = find(&server.endpoints, &server.options.name, &head.endpoint)?.handler else {
-        let body = requests
-            .recv()
-            .await?
-            .ok_or_else(|| Error::bad_request("the call carried no request message"))?;
+        let body = requests.recv().await?.ok_or_else(|| Error::bad_request("the call carried no request message"))?;
         let request = ServerRequest {
             service: head.service,
             endpoint: head.endpoint,

@@ -39,9 +39,8 @@ where
         let content_type = delivery.headers().get("content-type").unwrap_or(&default_type).to_owned();
         let topic = topic.clone();
         async move {
-            let decoded = codecs
-                .get(&content_type)
-                .and_then(|codec| codec::decode::<M>(&**codec, delivery.body().clone()));
+            let decoded =
+                codecs.get(&content_type).and_then(|codec| codec::decode::<M>(&**codec, delivery.body().clone()));
             let message = match decoded {
                 Ok(message) => message,
                 Err(e) => {

@@ -21,10 +21,19 @@ const MESSAGES: usize = 50;
 #[macro_export]
 macro_rules! broker_conformance {
     ($factory:expr) => {
-        $crate::__conformance_tests!(broker, $factory,
-            publish_reaches_subscriber, headers_round_trip, every_subscriber_gets_every_message,
-            queue_group_gets_each_message_once, separate_groups_each_get_every_message,
-            failed_handler_is_redelivered, nack_redelivers, ack_settles, unsubscribe_stops_delivery);
+        $crate::__conformance_tests!(
+            broker,
+            $factory,
+            publish_reaches_subscriber,
+            headers_round_trip,
+            every_subscriber_gets_every_message,
+            queue_group_gets_each_message_once,
+            separate_groups_each_get_every_message,
+            failed_handler_is_redelivered,
+            nack_redelivers,
+            ack_settles,
+            unsubscribe_stops_delivery
+        );
     };
 }
 
@@ -66,7 +75,12 @@ async fn publish_n(broker: &dyn Broker, topic: &str, n: usize) {
     }
 }
 
-async fn subscribe(broker: &dyn Broker, topic: &str, handler: Arc<dyn Handler>, options: SubscribeOptions) -> Box<dyn Subscription> {
+async fn subscribe(
+    broker: &dyn Broker,
+    topic: &str,
+    handler: Arc<dyn Handler>,
+    options: SubscribeOptions,
+) -> Box<dyn Subscription> {
     broker.subscribe(topic, handler, options).await.unwrap()
 }
 
@@ -86,7 +100,9 @@ pub async fn headers_round_trip(broker: Arc<dyn Broker>) {
     let topic = unique("topic");
     let got = Received::default();
     let sub = subscribe(&*broker, &topic, got.handler("a"), SubscribeOptions::default()).await;
-    let sent = Message::new("with headers").with_header("x-trace-id", "abc123").with_header("content-type", "application/json");
+    let sent = Message::new("with headers")
+        .with_header("x-trace-id", "abc123")
+        .with_header("content-type", "application/json");
     broker.publish(&topic, sent.clone()).await.unwrap();
     eventually(SETTLE, "message delivered", || async { got.len() == 1 }).await;
     let received = got.bodies.lock().unwrap()[0].1.clone();
@@ -103,7 +119,8 @@ pub async fn every_subscriber_gets_every_message(broker: Arc<dyn Broker>) {
     let sa = subscribe(&*broker, &topic, a.handler("a"), SubscribeOptions::default()).await;
     let sb = subscribe(&*broker, &topic, b.handler("b"), SubscribeOptions::default()).await;
     publish_n(&*broker, &topic, MESSAGES).await;
-    eventually(SETTLE, "both subscribers got every message", || async { a.len() == MESSAGES && b.len() == MESSAGES }).await;
+    eventually(SETTLE, "both subscribers got every message", || async { a.len() == MESSAGES && b.len() == MESSAGES })
+        .await;
     sa.unsubscribe().await.unwrap();
     sb.unsubscribe().await.unwrap();
 }

@@ -14,9 +14,14 @@ use crate::error::Code;
 #[macro_export]
 macro_rules! codec_conformance {
     ($factory:expr) => {
-        $crate::__conformance_tests!(codec, $factory,
-            names_its_content_type, round_trips_what_it_speaks, default_message_round_trips,
-            undecodable_body_is_bad_request);
+        $crate::__conformance_tests!(
+            codec,
+            $factory,
+            names_its_content_type,
+            round_trips_what_it_speaks,
+            default_message_round_trips,
+            undecodable_body_is_bad_request
+        );
     };
 }
 

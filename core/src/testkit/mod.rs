@@ -4,10 +4,13 @@
 //! call them one by one; the `*_conformance!` macros expand to one named `#[tokio::test]` per
 //! check (the test crate needs `tokio` with the `macros` and `rt-multi-thread` features):
 //!
-//! ```ignore
-//! rmicro_core::registry_conformance!(|| async {
-//!     std::sync::Arc::new(MyRegistry::connect("127.0.0.1:2379").await.unwrap()) as std::sync::Arc<dyn rmicro_core::registry::Registry>
-//! });
+//! ```no_run
+//! // tests/conformance.rs of a registry crate; here the in-memory registry stands in for it.
+//! use std::sync::Arc;
+//! use rmicro_core::registry::{MemoryRegistry, Registry};
+//!
+//! rmicro_core::registry_conformance!(|| async { Arc::new(MemoryRegistry::new()) as Arc<dyn Registry> });
+//! # fn main() {}
 //! ```
 //!
 //! Checks use fresh, random service names and topics, so they can run side by side against one

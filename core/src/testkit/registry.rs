@@ -20,11 +20,23 @@ const SHORT_TTL: Duration = Duration::from_secs(2);
 #[macro_export]
 macro_rules! registry_conformance {
     ($factory:expr) => {
-        $crate::__conformance_tests!(registry, $factory,
-            register_then_get, list_includes_registered, deregister_removes, get_unknown_is_not_found,
-            metadata_and_endpoints_round_trip, nodes_are_kept_apart, versions_are_kept_apart,
-            watch_sees_register, watch_sees_deregister, watch_filters_by_service,
-            ttl_lapse_removes_node, watch_sees_expiry, renewal_keeps_node_alive);
+        $crate::__conformance_tests!(
+            registry,
+            $factory,
+            register_then_get,
+            list_includes_registered,
+            deregister_removes,
+            get_unknown_is_not_found,
+            metadata_and_endpoints_round_trip,
+            nodes_are_kept_apart,
+            versions_are_kept_apart,
+            watch_sees_register,
+            watch_sees_deregister,
+            watch_filters_by_service,
+            ttl_lapse_removes_node,
+            watch_sees_expiry,
+            renewal_keeps_node_alive
+        );
     };
 }
 
@@ -32,7 +44,11 @@ fn service(name: &str, version: &str, node: &str) -> Service {
     Service {
         name: name.to_owned(),
         version: version.to_owned(),
-        nodes: vec![Node { id: node.to_owned(), address: format!("127.0.0.1:{}", 10000 + node.len()), metadata: BTreeMap::new() }],
+        nodes: vec![Node {
+            id: node.to_owned(),
+            address: format!("127.0.0.1:{}", 10000 + node.len()),
+            metadata: BTreeMap::new(),
+        }],
         ..Service::default()
     }
 }
@@ -66,9 +82,10 @@ pub async fn register_then_get(registry: Arc<dyn Registry>) {
     let svc = service(&name, "1.0.0", &unique("node"));
     registry.register(&svc, None).await.unwrap();
     eventually(SETTLE, "registered node visible", || async {
-        registry.get_service(&name).await.is_ok_and(|found| {
-            found.len() == 1 && found[0].version == "1.0.0" && found[0].nodes == svc.nodes
-        })
+        registry
+            .get_service(&name)
+            .await
+            .is_ok_and(|found| found.len() == 1 && found[0].version == "1.0.0" && found[0].nodes == svc.nodes)
     })
     .await;
     registry.deregister(&svc).await.unwrap();

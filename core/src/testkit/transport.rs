@@ -33,11 +33,20 @@ pub struct TransportUnderTest {
 #[macro_export]
 macro_rules! transport_conformance {
     ($factory:expr) => {
-        $crate::__conformance_tests!(transport, $factory,
-            unary_round_trip, metadata_round_trips, error_status_crosses_intact, bidi_stream_echoes,
-            concurrent_calls_share_one_connection, deadline_reaches_server, dropped_call_cancels_handler,
-            oversized_message_is_refused_and_connection_serves_on, call_to_closed_listener_is_unavailable,
-            unknown_call_gets_an_answer);
+        $crate::__conformance_tests!(
+            transport,
+            $factory,
+            unary_round_trip,
+            metadata_round_trips,
+            error_status_crosses_intact,
+            bidi_stream_echoes,
+            concurrent_calls_share_one_connection,
+            deadline_reaches_server,
+            dropped_call_cancels_handler,
+            oversized_message_is_refused_and_connection_serves_on,
+            call_to_closed_listener_is_unavailable,
+            unknown_call_gets_an_answer
+        );
     };
 }
 
@@ -232,7 +241,8 @@ pub async fn call_to_closed_listener_is_unavailable(t: TransportUnderTest) {
     let address = listener.address();
     drop(listener);
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let result = async { unary(&*t.transport.dial(&address).await?, "Echo.Unary", Bytes::from_static(b"x")).await }.await;
+    let result =
+        async { unary(&*t.transport.dial(&address).await?, "Echo.Unary", Bytes::from_static(b"x")).await }.await;
     let err = result.unwrap_err();
     assert_eq!(err.code, Code::Unavailable, "{err}");
     assert!(err.is_retryable());

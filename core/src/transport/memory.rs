@@ -12,8 +12,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::{
-    CallHead, ClientCall, Connection, DEFAULT_MAX_MESSAGE_SIZE, IncomingCall, Listener, MessageSink,
-    MessageSource, Reply, Transport,
+    CallHead, ClientCall, Connection, DEFAULT_MAX_MESSAGE_SIZE, IncomingCall, Listener, MessageSink, MessageSource,
+    Reply, Transport,
 };
 use crate::error::{Code, Error, Result};
 use crate::metadata::Metadata;
@@ -81,17 +81,9 @@ impl Transport for MemoryTransport {
     }
 
     async fn dial(&self, address: &str) -> Result<Arc<dyn Connection>> {
-        let calls = self
-            .listeners()
-            .get(address)
-            .filter(|l| !l.is_closed())
-            .cloned()
-            .ok_or_else(|| refused(address))?;
-        Ok(Arc::new(MemoryConnection {
-            address: address.to_owned(),
-            calls,
-            max_message_size: self.max_message_size,
-        }))
+        let calls =
+            self.listeners().get(address).filter(|l| !l.is_closed()).cloned().ok_or_else(|| refused(address))?;
+        Ok(Arc::new(MemoryConnection { address: address.to_owned(), calls, max_message_size: self.max_message_size }))
     }
 }
 
@@ -128,7 +120,8 @@ impl Drop for MemoryListener {
     fn drop(&mut self) {
         self.calls.close();
         while let Ok(opened) = self.calls.try_recv() {
-            let refused = Err(Error::unavailable(format!("{} stopped listening before accepting the call", self.address)));
+            let refused =
+                Err(Error::unavailable(format!("{} stopped listening before accepting the call", self.address)));
             let _ = opened.refuse.try_send(Frame::End(refused));
         }
         let mut listeners = self.transport.listeners();
@@ -193,9 +186,7 @@ struct RequestSink {
 impl MessageSink for RequestSink {
     async fn send(&mut self, message: Bytes) -> Result<()> {
         let tx = self.tx.as_ref().ok_or_else(|| Error::bad_request("send after close"))?;
-        tx.send(message)
-            .await
-            .map_err(|_| Error::canceled("the server has ended the call; its status says why"))
+        tx.send(message).await.map_err(|_| Error::canceled("the server has ended the call; its status says why"))
     }
 
     async fn close(&mut self) -> Result<()> {

@@ -1,8 +1,8 @@
 //! Wrappers are tower layers; these are the ones rmicro ships, plus [`from_fn`] for go-micro's
 //! function-wrapper ease. Any tower or tonic middleware whose request type fits works as well.
 //!
-//! Client layers see [`RawRequest`](crate::client::RawRequest)s, server layers
-//! [`ServerRequest`](crate::server::ServerRequest)s; both carry the service and endpoint called
+//! Client layers see [`RawRequest`]s, server layers
+//! [`ServerRequest`]s; both carry the service and endpoint called
 //! ([`Describe`]), so one layer type can serve both sides.
 
 mod from_fn;

@@ -60,7 +60,8 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let span = tracing::info_span!("rmicro.call", side = self.side, service = req.service(), endpoint = req.endpoint());
+        let span =
+            tracing::info_span!("rmicro.call", side = self.side, service = req.service(), endpoint = req.endpoint());
         let started = Instant::now();
         let response = self.inner.call(req);
         Box::pin(
