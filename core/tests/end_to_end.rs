@@ -145,12 +145,18 @@ async fn graceful_stop_finishes_in_flight_calls_and_refuses_new_ones() {
     let address = f.service.server().address().await.unwrap();
     let server = f.service.server().clone();
     let stopping = tokio::spawn(async move { server.stop().await });
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let refused = registry_view
-        .call::<_, User>(Call::new("users", "Users.Get").address(address).retries(0), &get(1))
-        .await
-        .unwrap_err();
+    let mut refused = None;
+    for _ in 0..200 {
+        let call = Call::new("users", "Users.Get").address(address.clone()).retries(0);
+        if let Err(e) = registry_view.call::<_, User>(call, &get(1)).await {
+            refused = Some(e);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let refused = refused.expect("calls are refused once the stop began");
     assert_eq!(refused.code, Code::Unavailable, "a call after the stop began is refused: {refused}");
+    assert!(!in_flight.is_finished(), "refused while the first call was still in flight");
     let finished = in_flight.await.unwrap().unwrap();
     assert_eq!(finished.get_ref().name, "grace", "the in-flight call completed");
     stopping.await.unwrap().unwrap();
@@ -368,10 +374,10 @@ async fn the_node_is_registered_again_before_its_ttl_lapses() {
     let registry = Arc::new(MemoryRegistry::new());
     let f = users(|b| {
         b.registry(registry.clone())
-            .server(|s| s.register_ttl(Duration::from_millis(600)).register_interval(Duration::from_millis(200)))
+            .server(|s| s.register_ttl(Duration::from_millis(1_000)).register_interval(Duration::from_millis(200)))
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
     let found = registry.get_service("users").await.unwrap();
     assert_eq!(found[0].nodes.len(), 1, "the renewed node outlived its TTL");
     assert_eq!(found[0].nodes[0].id, f.service.server().id());
