@@ -162,12 +162,16 @@ pub struct Error {
     /// The reason phrase of `code`, kept for go-micro wire compatibility.
     #[serde(default)]
     pub status: String,
+    /// Set where the client knows the request never left it (no node, connection refused), so
+    /// sending it again cannot run a handler twice. Local knowledge: never sent over the wire.
+    #[serde(skip)]
+    unsent: bool,
 }
 
 impl Error {
     /// An error of `code` with `detail`, raised by an unnamed component.
     pub fn new(code: Code, detail: impl Into<String>) -> Error {
-        Error { id: String::new(), code, detail: detail.into(), status: code.reason().to_owned() }
+        Error { id: String::new(), code, detail: detail.into(), status: code.reason().to_owned(), unsent: false }
     }
 
     /// Names the service or component that raised the error.
@@ -207,6 +211,18 @@ impl Error {
     /// A [`Code::Canceled`] error.
     pub fn canceled(detail: impl Into<String>) -> Error {
         Error::new(Code::Canceled, detail)
+    }
+
+    /// Marks the error as raised before the request left the client (see [`Error::is_unsent`]).
+    pub fn unsent(mut self) -> Error {
+        self.unsent = true;
+        self
+    }
+
+    /// Whether the request provably never reached a server, so even a non-idempotent call may
+    /// be sent again.
+    pub fn is_unsent(&self) -> bool {
+        self.unsent
     }
 
     /// Whether sending the same call again may succeed: the peer was unreachable or overloaded,

@@ -48,7 +48,7 @@ pub use error::{Code, Error, Result};
 /// The names most programs use.
 pub mod prelude {
     pub use crate::broker::{AckMode, Broker, SubscribeOptions};
-    pub use crate::client::{Call, Client, Response, Streaming};
+    pub use crate::client::{Call, Client, FailMode, Response, Streaming};
     pub use crate::codec::{Json, Message, Raw};
     pub use crate::context::Context;
     pub use crate::error::{Code, Error};

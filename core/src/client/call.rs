@@ -5,6 +5,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
+use super::fail_mode::FailMode;
 use crate::context::Context;
 use crate::metadata::Metadata;
 use crate::registry::Node;
@@ -28,7 +29,9 @@ pub struct Call {
     pub(crate) timeout: Option<Duration>,
     pub(crate) deadline: Option<Instant>,
     pub(crate) address: Option<String>,
-    pub(crate) retries: Option<u32>,
+    pub(crate) fail_mode: Option<FailMode>,
+    pub(crate) idempotent: Option<bool>,
+    pub(crate) key: Option<String>,
     pub(crate) filters: Vec<Filter>,
 }
 
@@ -43,7 +46,9 @@ impl Call {
             timeout: None,
             deadline: None,
             address: None,
-            retries: None,
+            fail_mode: None,
+            idempotent: None,
+            key: None,
             filters: Vec::new(),
         }
     }
@@ -78,9 +83,30 @@ impl Call {
         self
     }
 
-    /// Retries a retryable failure up to `retries` times (the client's default otherwise).
+    /// Tries up to `retries` other nodes after a failure that is safe to send again
+    /// (shorthand for [`FailMode::Failover`]).
     pub fn retries(mut self, retries: u32) -> Call {
-        self.retries = Some(retries);
+        self.fail_mode = Some(FailMode::Failover(retries));
+        self
+    }
+
+    /// How this call reacts to a failed attempt (the client's default otherwise).
+    pub fn fail_mode(mut self, mode: FailMode) -> Call {
+        self.fail_mode = Some(mode);
+        self
+    }
+
+    /// Declares that running this call twice does no harm, so it may be retried after errors
+    /// raised once the request was sent, and hedged.
+    pub fn idempotent(mut self) -> Call {
+        self.idempotent = Some(true);
+        self
+    }
+
+    /// The key that key-routing strategies ([`ConsistentHash`](crate::selector::ConsistentHash))
+    /// route this call by.
+    pub fn hash_key(mut self, key: impl Into<String>) -> Call {
+        self.key = Some(key.into());
         self
     }
 
@@ -119,12 +145,17 @@ pub struct RawRequest {
     pub body: Bytes,
     /// When the whole call must be done.
     pub deadline: Option<Instant>,
-    /// The node this attempt goes to (set for per-attempt layers).
+    /// The node this attempt goes to (set for per-attempt layers; set before dispatch, it pins
+    /// the call to that node).
     pub node: Option<Node>,
     /// Which attempt this is, from 1.
     pub attempt: u32,
+    /// How the call reacts to a failed attempt.
+    pub fail_mode: FailMode,
+    /// Whether running the call twice does no harm.
+    pub idempotent: bool,
     pub(crate) address: Option<String>,
-    pub(crate) retries: u32,
+    pub(crate) key: Option<String>,
     pub(crate) filters: Vec<Filter>,
 }
 

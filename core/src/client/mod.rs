@@ -4,8 +4,9 @@
 //!
 //! A unary call passes, outermost first, through:
 //! 1. the layers added with [`ClientBuilder::layer`] (once per call, in the order added);
-//! 2. dispatch: node selection, the call's overall deadline, and retries with backoff for
-//!    retryable errors;
+//! 2. dispatch: node selection, the call's overall deadline, and the [`FailMode`] (failover,
+//!    failtry, hedging), sending a call again only when that is safe: the error is retryable and
+//!    the endpoint idempotent or the request provably never sent; within a retry budget;
 //! 3. the layers added with [`ClientBuilder::attempt_layer`] (once per attempt; the request's
 //!    `node` and `attempt` are set);
 //! 4. the transport.
@@ -25,9 +26,12 @@ mod attempt;
 mod backoff;
 mod call;
 mod dispatch;
+mod fail_mode;
+mod fanout;
 mod pool;
 mod stream;
 
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +39,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 use tower::ServiceExt;
+use tower::retry::budget::TpsBudget;
 use tower::util::BoxCloneSyncService;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -49,10 +54,12 @@ use crate::transport::{MemoryTransport, Transport};
 
 pub use backoff::Backoff;
 pub use call::{Call, RawRequest, RawResponse, Response};
+pub use fail_mode::FailMode;
+pub use fanout::FanoutReply;
 pub use stream::Streaming;
 
 use attempt::Attempt;
-use dispatch::{Dispatch, choose};
+use dispatch::Dispatch;
 use pool::Pool;
 use stream::bad_response;
 
@@ -76,14 +83,14 @@ pub struct Client {
 
 struct Inner {
     service: ClientService,
-    pool: Arc<Pool>,
+    dispatch: Dispatch,
     selector: Arc<dyn Selector>,
     broker: Arc<dyn Broker>,
     codecs: Codecs,
     content_type: String,
     timeout: Duration,
-    retries: u32,
-    backoff: Backoff,
+    fail_mode: FailMode,
+    idempotent: HashSet<String>,
 }
 
 impl fmt::Debug for Client {
@@ -93,7 +100,7 @@ impl fmt::Debug for Client {
             .field("broker", &self.inner.broker.name())
             .field("content_type", &self.inner.content_type)
             .field("timeout", &self.inner.timeout)
-            .field("retries", &self.inner.retries)
+            .field("fail_mode", &self.inner.fail_mode)
             .finish_non_exhaustive()
     }
 }
@@ -120,76 +127,42 @@ impl Client {
 
     /// Calls with an already encoded body (in the call's content type), as proxies and gateways do.
     pub async fn call_bytes(&self, call: Call, body: Bytes) -> Result<RawResponse> {
-        let content_type = self.content_type_of(&call);
-        let deadline = self.deadline_of(&call, Some(self.inner.timeout));
-        let raw = RawRequest {
-            service: call.service,
-            endpoint: call.endpoint,
-            content_type,
-            metadata: call.metadata,
-            body,
-            deadline,
-            node: None,
-            attempt: 0,
-            address: call.address,
-            retries: call.retries.unwrap_or(self.inner.retries),
-            filters: call.filters,
-        };
+        let raw = self.raw_request(call, body, Some(self.inner.timeout));
         self.inner.service.clone().oneshot(raw).await
     }
 
+    /// The encoded form of `call`, with the client's defaults filled in.
+    fn raw_request(&self, call: Call, body: Bytes, default_timeout: Option<Duration>) -> RawRequest {
+        let inner = &self.inner;
+        RawRequest {
+            content_type: self.content_type_of(&call),
+            deadline: self.deadline_of(&call, default_timeout),
+            idempotent: call.idempotent.unwrap_or_else(|| inner.idempotent.contains(&call.endpoint)),
+            fail_mode: call.fail_mode.unwrap_or(inner.fail_mode),
+            service: call.service,
+            endpoint: call.endpoint,
+            metadata: call.metadata,
+            body,
+            node: None,
+            attempt: 0,
+            address: call.address,
+            key: call.key,
+            filters: call.filters,
+        }
+    }
+
     /// Opens a bidirectional stream to the endpoint named by `call`. Streams have no default
-    /// timeout: set one on the call to bound them. Opening is retried like a unary call, since no
-    /// message has been sent yet.
+    /// timeout: set one on the call to bound them. Opening goes to another node when the first
+    /// cannot be reached, as the call's fail mode allows.
     pub async fn stream<Req, Resp>(&self, call: Call) -> Result<Streaming<Req, Resp>>
     where
         Req: Message,
         Resp: Message + Default,
     {
-        let inner = &self.inner;
-        let content_type = self.content_type_of(&call);
-        let codec = inner.codecs.get(&content_type)?.clone();
-        let deadline = self.deadline_of(&call, None);
-        let retries = call.retries.unwrap_or(inner.retries);
-        let head_of = |node| RawRequest {
-            service: call.service.clone(),
-            endpoint: call.endpoint.clone(),
-            content_type: content_type.clone(),
-            metadata: call.metadata.clone(),
-            body: Bytes::new(),
-            deadline,
-            node: Some(node),
-            attempt: 0,
-            address: None,
-            retries,
-            filters: Vec::new(),
-        };
-        let mut tried = Vec::new();
-        let mut retry = 0;
-        loop {
-            let opened = async {
-                let (node, marked) =
-                    choose(&*inner.selector, &call.service, call.address.as_deref(), &call.filters, &tried).await?;
-                tried.push(node.id.clone());
-                let opened =
-                    attempt::open(&inner.pool, &node.address, attempt::head(&head_of(node.clone()), true)).await;
-                if marked {
-                    inner.selector.mark(&call.service, &node, &opened.as_ref().map(|_| ()).map_err(Clone::clone));
-                }
-                opened
-            }
-            .await;
-            match opened {
-                Ok(opened) => {
-                    return Ok(Streaming::new(opened, codec, deadline, call.service, call.endpoint));
-                }
-                Err(e) if e.is_retryable() && retry < retries => {
-                    retry += 1;
-                    tokio::time::sleep(inner.backoff.delay(retry)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let codec = self.inner.codecs.get(&self.content_type_of(&call))?.clone();
+        let raw = self.raw_request(call, Bytes::new(), None);
+        let opened = self.inner.dispatch.open_stream(&raw).await?;
+        Ok(Streaming::new(opened, codec, raw.deadline, raw.service, raw.endpoint))
     }
 
     /// Publishes `message` to `topic` through the broker, encoded in the client's content type.
@@ -240,8 +213,10 @@ pub struct ClientBuilder {
     codecs: Option<Codecs>,
     content_type: Option<String>,
     timeout: Option<Duration>,
-    retries: Option<u32>,
+    fail_mode: Option<FailMode>,
+    idempotent: HashSet<String>,
     backoff: Option<Backoff>,
+    budget: Option<TpsBudget>,
     layers: Vec<LayerFn>,
     attempt_layers: Vec<LayerFn>,
 }
@@ -307,9 +282,31 @@ impl ClientBuilder {
         self
     }
 
-    /// How often a retryable failure is retried (default 1).
+    /// How many other nodes a call may try after a failure that is safe to send again (default
+    /// 1; shorthand for [`FailMode::Failover`]).
     pub fn retries(mut self, retries: u32) -> ClientBuilder {
-        self.retries = Some(retries);
+        self.fail_mode = Some(FailMode::Failover(retries));
+        self
+    }
+
+    /// How calls react to failed attempts (default `Failover(1)`).
+    pub fn fail_mode(mut self, mode: FailMode) -> ClientBuilder {
+        self.fail_mode = Some(mode);
+        self
+    }
+
+    /// Declares the endpoint (e.g. `Users.Get`) idempotent: calls to it may be sent again after
+    /// errors raised once the request was sent, and hedged.
+    pub fn idempotent(mut self, endpoint: impl Into<String>) -> ClientBuilder {
+        self.idempotent.insert(endpoint.into());
+        self
+    }
+
+    /// Caps retries (and hedges) to `percent` of calls plus `min_per_sec`, over a sliding `window`
+    /// (default: 10 s window, 10 per second, 10 %), so a struggling service is not hit by a
+    /// storm of retries.
+    pub fn retry_budget(mut self, window: Duration, min_per_sec: u32, percent: f32) -> ClientBuilder {
+        self.budget = Some(TpsBudget::new(window, min_per_sec, percent));
         self
     }
 
@@ -348,24 +345,29 @@ impl ClientBuilder {
             let registry = self.registry.unwrap_or_else(|| Arc::new(MemoryRegistry::new()));
             Arc::new(RegistrySelector::new(registry))
         });
-        let backoff = self.backoff.unwrap_or_default();
         let pool = Arc::new(Pool::new(transport));
         let wrap =
             |layers: &[LayerFn], inner: ClientService| layers.iter().rev().fold(inner, |service, layer| layer(service));
         let attempt = wrap(&self.attempt_layers, BoxCloneSyncService::new(Attempt { pool: pool.clone() }));
-        let dispatch = Dispatch { selector: selector.clone(), attempt, backoff };
-        let service = wrap(&self.layers, BoxCloneSyncService::new(dispatch));
+        let dispatch = Dispatch {
+            selector: selector.clone(),
+            attempt,
+            pool,
+            backoff: self.backoff.unwrap_or_default(),
+            budget: Arc::new(self.budget.unwrap_or_else(|| TpsBudget::new(Duration::from_secs(10), 10, 0.1))),
+        };
+        let service = wrap(&self.layers, BoxCloneSyncService::new(dispatch.clone()));
         Client {
             inner: Arc::new(Inner {
                 service,
-                pool,
+                dispatch,
                 selector,
                 broker: self.broker.unwrap_or_else(|| Arc::new(MemoryBroker::new())),
                 codecs: self.codecs.unwrap_or_default(),
                 content_type: self.content_type.unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned()),
                 timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
-                retries: self.retries.unwrap_or(DEFAULT_RETRIES),
-                backoff,
+                fail_mode: self.fail_mode.unwrap_or_default(),
+                idempotent: self.idempotent,
             }),
         }
     }

@@ -9,8 +9,8 @@ use futures::StreamExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::health::{Health, HealthPolicy, is_node_failure};
-use super::{Random, SelectOptions, Selector, Strategy, nodes_of};
+use super::breaker::{BreakerPolicy, Breakers, CircuitState, is_node_failure};
+use super::{Outcome, Random, SelectOptions, Selector, Strategy, nodes_of};
 use crate::error::{Code, Error, Result};
 use crate::registry::{Event, EventKind, Node, Registry, Service, Watcher};
 
@@ -34,7 +34,7 @@ struct Inner {
     strategy: Arc<dyn Strategy>,
     cache_ttl: Duration,
     cache: Mutex<HashMap<String, Cached>>,
-    health: Health,
+    breakers: Breakers,
     watch_started: tokio::sync::OnceCell<()>,
     stop_watch: CancellationToken,
 }
@@ -51,13 +51,13 @@ impl RegistrySelector {
         RegistrySelector::builder(registry).build()
     }
 
-    /// A builder to choose the strategy, cache TTL and health policy.
+    /// A builder to choose the strategy, cache TTL and breaker policy.
     pub fn builder(registry: Arc<dyn Registry>) -> RegistrySelectorBuilder {
         RegistrySelectorBuilder {
             registry,
             strategy: Arc::new(Random),
             cache_ttl: DEFAULT_CACHE_TTL,
-            health: HealthPolicy::default(),
+            breaker: BreakerPolicy::default(),
         }
     }
 }
@@ -68,7 +68,7 @@ pub struct RegistrySelectorBuilder {
     registry: Arc<dyn Registry>,
     strategy: Arc<dyn Strategy>,
     cache_ttl: Duration,
-    health: HealthPolicy,
+    breaker: BreakerPolicy,
 }
 
 impl RegistrySelectorBuilder {
@@ -84,9 +84,9 @@ impl RegistrySelectorBuilder {
         self
     }
 
-    /// When failing nodes are left out.
-    pub fn health(mut self, policy: HealthPolicy) -> RegistrySelectorBuilder {
-        self.health = policy;
+    /// When a failing node's circuit opens and for how long.
+    pub fn breaker(mut self, policy: BreakerPolicy) -> RegistrySelectorBuilder {
+        self.breaker = policy;
         self
     }
 
@@ -98,7 +98,7 @@ impl RegistrySelectorBuilder {
                 strategy: self.strategy,
                 cache_ttl: self.cache_ttl,
                 cache: Mutex::default(),
-                health: Health::new(self.health),
+                breakers: Breakers::new(self.breaker),
                 watch_started: tokio::sync::OnceCell::new(),
                 stop_watch: CancellationToken::new(),
             }),
@@ -179,7 +179,7 @@ impl Inner {
 }
 
 fn no_nodes(service: &str, why: &str) -> Error {
-    Error::unavailable(format!("service {service}: no node available ({why})")).with_id("rmicro.selector")
+    Error::unavailable(format!("service {service}: no node available ({why})")).with_id("rmicro.selector").unsent()
 }
 
 /// Applies the registry's changes to the cache until the selector is dropped, watching again
@@ -224,9 +224,14 @@ async fn keep_watching(inner: Weak<Inner>, stop: CancellationToken, first: Resul
     }
 }
 
-#[async_trait]
-impl Selector for RegistrySelector {
-    async fn select(&self, service: &str, options: &SelectOptions) -> Result<Node> {
+impl RegistrySelector {
+    /// The state of `node`'s circuit.
+    pub fn circuit(&self, service: &str, node: &str) -> CircuitState {
+        self.inner.breakers.state(service, node)
+    }
+
+    /// The nodes a call may go to: filtered, circuits admitting, untried where possible.
+    async fn candidates(&self, service: &str, options: &SelectOptions) -> Result<Vec<Node>> {
         let inner = &self.inner;
         inner
             .watch_started
@@ -239,26 +244,44 @@ impl Selector for RegistrySelector {
         for filter in &options.filters {
             services = filter.apply(services);
         }
-        let candidates = nodes_of(&services);
-        if candidates.is_empty() {
+        let matching = nodes_of(&services);
+        if matching.is_empty() {
             return Err(no_nodes(service, "none matches the filters"));
         }
-        let prefer = |keep: &dyn Fn(&Node) -> bool, nodes: Vec<Node>| -> Vec<Node> {
-            let kept: Vec<Node> = nodes.iter().filter(|n| keep(n)).cloned().collect();
-            if kept.is_empty() { nodes } else { kept }
-        };
-        let untried = prefer(&|n: &Node| !options.tried.contains(&n.id), candidates);
-        let healthy = prefer(&|n: &Node| !inner.health.is_ejected(service, &n.id), untried);
-        Ok(inner.strategy.pick(service, &healthy))
+        let admitted: Vec<Node> = matching.into_iter().filter(|n| inner.breakers.admits(service, &n.id)).collect();
+        if admitted.is_empty() {
+            return Err(no_nodes(service, "every node's circuit is open"));
+        }
+        let untried: Vec<Node> = admitted.iter().filter(|n| !options.tried.contains(&n.id)).cloned().collect();
+        Ok(if untried.is_empty() { admitted } else { untried })
+    }
+}
+
+#[async_trait]
+impl Selector for RegistrySelector {
+    async fn select(&self, service: &str, options: &SelectOptions) -> Result<Node> {
+        let candidates = self.candidates(service, options).await?;
+        let node = self.inner.strategy.pick(service, &candidates, options);
+        self.inner.breakers.on_pick(service, &node.id);
+        Ok(node)
     }
 
-    fn mark(&self, service: &str, node: &Node, outcome: &Result<()>) {
-        let failed = outcome.as_ref().err().is_some_and(is_node_failure);
-        self.inner.health.record(service, &node.id, failed);
+    async fn select_all(&self, service: &str, options: &SelectOptions) -> Result<Vec<Node>> {
+        let candidates = self.candidates(service, options).await?;
+        for node in &candidates {
+            self.inner.breakers.on_pick(service, &node.id);
+        }
+        Ok(candidates)
+    }
+
+    fn mark(&self, service: &str, node: &Node, outcome: &Outcome) {
+        let failed = outcome.result.as_ref().map(|r| r.as_ref().err().is_some_and(is_node_failure));
+        self.inner.breakers.record(service, &node.id, failed);
+        self.inner.strategy.observe(service, node, outcome);
     }
 
     fn reset(&self, service: &str) {
         self.inner.cache().remove(service);
-        self.inner.health.reset(service);
+        self.inner.breakers.reset(service);
     }
 }

@@ -1,27 +1,46 @@
 //! Node selection: turns the registry into a choice of node for each call.
 //!
-//! [`RegistrySelector`] keeps a cache of the registry fed by its watch, applies [`Filter`]s, leaves
-//! out nodes that [`mark`](Selector::mark) reported failing, and lets a [`Strategy`] pick among
-//! the rest.
+//! [`RegistrySelector`] keeps a cache of the registry fed by its watch, applies [`Filter`]s,
+//! leaves out nodes whose circuit [`mark`](Selector::mark) has opened (see [`BreakerPolicy`]),
+//! and lets a [`Strategy`] pick among the rest:
+//!
+//! | Strategy | Picks |
+//! |---|---|
+//! | [`Random`] | uniformly at random (go-micro's default) |
+//! | [`RoundRobin`] | in turn |
+//! | [`WeightedRoundRobin`] | smooth weighted round robin on the `weight` node label, as nginx and rpcx, with slow start |
+//! | [`ConsistentHash`] | the same node for the same key, moving few keys when nodes come and go |
+//! | [`PowerOfTwoChoices`] | the less loaded of two random nodes (latency EWMA × calls in flight) |
+//! | [`Closest`] | the node nearest the client (`latitude`/`longitude` node labels), as rpcx's geo selector |
 
+mod breaker;
 mod cache;
+mod closest;
+mod consistent_hash;
 pub mod filter;
-mod health;
+mod p2c;
 mod random;
 mod round_robin;
+mod weighted;
 
 use std::fmt;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
 use crate::error::Result;
+use crate::metadata::Metadata;
 use crate::registry::{Node, Service};
 
-pub use cache::RegistrySelector;
+pub use breaker::{BreakerPolicy, CircuitState};
+pub use cache::{RegistrySelector, RegistrySelectorBuilder};
+pub use closest::{Closest, LATITUDE_LABEL, LONGITUDE_LABEL};
+pub use consistent_hash::ConsistentHash;
 pub use filter::Filter;
-pub use health::HealthPolicy;
+pub use p2c::PowerOfTwoChoices;
 pub use random::Random;
 pub use round_robin::RoundRobin;
+pub use weighted::{WEIGHT_LABEL, WeightedRoundRobin};
 
 /// What to take into account when choosing a node for one call.
 #[derive(Clone, Debug, Default)]
@@ -31,6 +50,10 @@ pub struct SelectOptions {
     pub filters: Vec<Filter>,
     /// Ids of nodes already tried by this call; avoided while others remain.
     pub tried: Vec<String>,
+    /// The call's routing key, for strategies that route by key.
+    pub key: Option<String>,
+    /// The call's metadata, for strategies that route by it.
+    pub metadata: Metadata,
 }
 
 impl SelectOptions {
@@ -39,16 +62,34 @@ impl SelectOptions {
         self.filters.push(filter);
         self
     }
+
+    /// Sets the routing key.
+    pub fn key(mut self, key: impl Into<String>) -> SelectOptions {
+        self.key = Some(key.into());
+        self
+    }
+}
+
+/// How a call to a node ended, as reported to [`Selector::mark`].
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// How long the call took.
+    pub latency: Duration,
+    /// `None` when the call was abandoned (cancelled) before an answer; otherwise its result.
+    pub result: Option<Result<()>>,
 }
 
 /// Chooses nodes and learns from the outcome of calls to them.
 #[async_trait]
 pub trait Selector: Send + Sync + fmt::Debug + 'static {
-    /// A node of `service` for the next call.
-    /// [`Code::Unavailable`](crate::Code::Unavailable) when none is left after filtering.
+    /// A node of `service` for the next call; every chosen node must later be
+    /// [`mark`](Selector::mark)ed. [`Code::Unavailable`](crate::Code::Unavailable) when no node
+    /// is left after filtering.
     async fn select(&self, service: &str, options: &SelectOptions) -> Result<Node>;
-    /// Reports how a call to `node` went, so failing nodes get less traffic.
-    fn mark(&self, service: &str, node: &Node, outcome: &Result<()>);
+    /// Every node of `service` that may take a call now (for broadcast and fork).
+    async fn select_all(&self, service: &str, options: &SelectOptions) -> Result<Vec<Node>>;
+    /// Reports how a call to `node` went, so failing nodes get less or no traffic.
+    fn mark(&self, service: &str, node: &Node, outcome: &Outcome);
     /// Forgets what is known about `service` (its cached nodes and their health).
     fn reset(&self, service: &str);
 }
@@ -56,7 +97,9 @@ pub trait Selector: Send + Sync + fmt::Debug + 'static {
 /// Picks one of a service's candidate nodes.
 pub trait Strategy: Send + Sync + fmt::Debug + 'static {
     /// The node to call among `nodes` (never empty), for `service`.
-    fn pick(&self, service: &str, nodes: &[Node]) -> Node;
+    fn pick(&self, service: &str, nodes: &[Node], options: &SelectOptions) -> Node;
+    /// Learns how a call to `node` went (strategies that weigh load use it).
+    fn observe(&self, _service: &str, _node: &Node, _outcome: &Outcome) {}
 }
 
 /// The nodes of every version of a service, flattened.
@@ -66,3 +109,8 @@ pub(crate) fn nodes_of(services: &[Service]) -> Vec<Node> {
 
 #[cfg(test)]
 fn _object_safe(_: std::sync::Arc<dyn Selector>, _: std::sync::Arc<dyn Strategy>) {}
+
+#[cfg(test)]
+pub(crate) fn test_nodes(n: usize) -> Vec<Node> {
+    (0..n).map(|i| Node { id: format!("n{i}"), address: format!("memory:{i}"), ..Node::default() }).collect()
+}

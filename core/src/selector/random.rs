@@ -1,6 +1,6 @@
 use rand::Rng;
 
-use super::Strategy;
+use super::{SelectOptions, Strategy};
 use crate::registry::Node;
 
 /// Picks a node uniformly at random (go-micro's default).
@@ -8,7 +8,7 @@ use crate::registry::Node;
 pub struct Random;
 
 impl Strategy for Random {
-    fn pick(&self, _service: &str, nodes: &[Node]) -> Node {
+    fn pick(&self, _service: &str, nodes: &[Node], _options: &SelectOptions) -> Node {
         nodes[rand::thread_rng().gen_range(0..nodes.len())].clone()
     }
 }

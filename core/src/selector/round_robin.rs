@@ -1,7 +1,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::Strategy;
+use super::{SelectOptions, Strategy};
 use crate::registry::Node;
 
 /// Takes the nodes in turn, per service.
@@ -18,7 +18,7 @@ impl RoundRobin {
 }
 
 impl Strategy for RoundRobin {
-    fn pick(&self, service: &str, nodes: &[Node]) -> Node {
+    fn pick(&self, service: &str, nodes: &[Node], _options: &SelectOptions) -> Node {
         let mut next = self.next.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let turn = next.entry(service.to_owned()).or_default();
         let node = nodes[*turn % nodes.len()].clone();
@@ -33,9 +33,9 @@ mod tests {
 
     #[test]
     fn takes_nodes_in_turn() {
-        let nodes: Vec<Node> = (0..3).map(|i| Node { id: format!("n{i}"), ..Node::default() }).collect();
+        let nodes = crate::selector::test_nodes(3);
         let rr = RoundRobin::new();
-        let ids: Vec<String> = (0..6).map(|_| rr.pick("svc", &nodes).id).collect();
+        let ids: Vec<String> = (0..6).map(|_| rr.pick("svc", &nodes, &SelectOptions::default()).id).collect();
         assert_eq!(ids, ["n0", "n1", "n2", "n0", "n1", "n2"]);
     }
 }

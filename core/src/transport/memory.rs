@@ -88,7 +88,7 @@ impl Transport for MemoryTransport {
 }
 
 fn refused(address: &str) -> Error {
-    Error::unavailable(format!("connection refused: nothing listens on {address}"))
+    Error::unavailable(format!("connection refused: nothing listens on {address}")).unsent()
 }
 
 /// A call on its way to the listener, with a way to refuse it should the listener close first.

@@ -49,7 +49,8 @@ pub trait Transport: Send + Sync + fmt::Debug + 'static {
     fn name(&self) -> &'static str;
     /// Accepts calls on `address`; an empty address (or a port of 0) picks a free one.
     async fn listen(&self, address: &str) -> Result<Box<dyn Listener>>;
-    /// Connects to a listener; the connection carries many concurrent calls.
+    /// Connects to a listener; the connection carries many concurrent calls. A refused connection
+    /// is [`Code::Unavailable`](crate::Code::Unavailable) and [unsent](crate::Error::unsent).
     async fn dial(&self, address: &str) -> Result<Arc<dyn Connection>>;
 }
 
@@ -66,7 +67,8 @@ pub trait Listener: Send + Sync + fmt::Debug {
 #[async_trait]
 pub trait Connection: Send + Sync + fmt::Debug {
     /// Starts a call; fails with [`Code::Unavailable`](crate::Code::Unavailable) when the peer
-    /// cannot be reached (no call was delivered, so it is safe to try again).
+    /// cannot be reached. Mark such errors [`Error::unsent`](crate::Error::unsent) when the call
+    /// provably was not delivered, so that even non-idempotent calls may be retried.
     async fn open(&self, head: CallHead) -> Result<ClientCall>;
     /// Whether the connection can carry no more calls and should be dialled again.
     fn is_closed(&self) -> bool;

@@ -1,0 +1,215 @@
+//! A circuit breaker per node, fed by `Selector::mark`.
+//!
+//! A node's circuit opens after `consecutive_failures` failed calls in a row, or once at least
+//! `min_samples` calls were seen and the share of failures among the last `min_samples` reaches
+//! `error_rate` (rpcx's `NewRateBreaker(0.95, 100)`). An open circuit gets no traffic for
+//! `cool_down`; then it is half-open and lets one probe call through: success closes it,
+//! failure opens it again.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::error::{Code, Error};
+
+/// When a node's circuit opens and how long it stays open.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct BreakerPolicy {
+    /// Failed calls in a row that open the circuit.
+    pub consecutive_failures: u32,
+    /// Share of failed calls (0..=1) over the last `min_samples` that opens the circuit.
+    pub error_rate: f64,
+    /// How many recent calls the error rate is taken over (and needs before it applies).
+    pub min_samples: usize,
+    /// How long an open circuit gets no traffic before a probe.
+    pub cool_down: Duration,
+}
+
+impl Default for BreakerPolicy {
+    fn default() -> BreakerPolicy {
+        BreakerPolicy {
+            consecutive_failures: 5,
+            error_rate: 0.95,
+            min_samples: 100,
+            cool_down: Duration::from_secs(10),
+        }
+    }
+}
+
+impl BreakerPolicy {
+    /// A policy with the given thresholds and cool-down.
+    pub fn new(consecutive_failures: u32, error_rate: f64, min_samples: usize, cool_down: Duration) -> BreakerPolicy {
+        BreakerPolicy { consecutive_failures, error_rate, min_samples, cool_down }
+    }
+}
+
+/// The state of one node's circuit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CircuitState {
+    /// Calls flow.
+    Closed,
+    /// No calls until the cool-down ends.
+    Open,
+    /// One probe call may go (or is under way).
+    HalfOpen,
+}
+
+/// Whether an error says the node, not the request, is at fault.
+pub(crate) fn is_node_failure(error: &Error) -> bool {
+    matches!(error.code, Code::Unavailable | Code::DeadlineExceeded | Code::Internal | Code::Unknown)
+}
+
+#[derive(Debug, Default)]
+struct Circuit {
+    consecutive: u32,
+    recent: VecDeque<bool>,
+    open_until: Option<Instant>,
+    half_open: bool,
+    probing: bool,
+}
+
+impl Circuit {
+    fn state(&self, now: Instant) -> CircuitState {
+        match self.open_until {
+            Some(until) if until > now => CircuitState::Open,
+            Some(_) => CircuitState::HalfOpen,
+            None if self.half_open => CircuitState::HalfOpen,
+            None => CircuitState::Closed,
+        }
+    }
+}
+
+/// The circuits of every node, by service and node id.
+#[derive(Debug, Default)]
+pub(crate) struct Breakers {
+    policy: BreakerPolicy,
+    circuits: Mutex<HashMap<(String, String), Circuit>>,
+}
+
+impl Breakers {
+    pub(crate) fn new(policy: BreakerPolicy) -> Breakers {
+        Breakers { policy, circuits: Mutex::default() }
+    }
+
+    fn circuits(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Circuit>> {
+        self.circuits.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether a call may be sent to the node now (does not change the circuit).
+    pub(crate) fn admits(&self, service: &str, node: &str) -> bool {
+        let circuits = self.circuits();
+        match circuits.get(&(service.to_owned(), node.to_owned())) {
+            None => true,
+            Some(c) => match c.state(Instant::now()) {
+                CircuitState::Closed => true,
+                CircuitState::Open => false,
+                CircuitState::HalfOpen => !c.probing,
+            },
+        }
+    }
+
+    /// A call is being sent to the node: if its circuit is half-open, this call is the probe.
+    pub(crate) fn on_pick(&self, service: &str, node: &str) {
+        let mut circuits = self.circuits();
+        if let Some(c) = circuits.get_mut(&(service.to_owned(), node.to_owned())) {
+            if c.state(Instant::now()) == CircuitState::HalfOpen {
+                c.open_until = None;
+                c.half_open = true;
+                c.probing = true;
+            }
+        }
+    }
+
+    /// Records a finished call: `Some(true)` failed, `Some(false)` succeeded, `None` gave no
+    /// verdict (cancelled).
+    pub(crate) fn record(&self, service: &str, node: &str, failed: Option<bool>) {
+        let mut circuits = self.circuits();
+        let key = (service.to_owned(), node.to_owned());
+        let Some(failed) = failed else {
+            if let Some(c) = circuits.get_mut(&key) {
+                c.probing = false;
+            }
+            return;
+        };
+        let c = circuits.entry(key).or_default();
+        let policy = &self.policy;
+        if c.half_open {
+            c.probing = false;
+            if failed {
+                c.open_until = Some(Instant::now() + policy.cool_down);
+                tracing::warn!(service, node, "probe failed; circuit open again");
+            } else {
+                *c = Circuit::default();
+                tracing::info!(service, node, "probe succeeded; circuit closed");
+            }
+            return;
+        }
+        c.consecutive = if failed { c.consecutive + 1 } else { 0 };
+        c.recent.push_back(failed);
+        if c.recent.len() > policy.min_samples {
+            c.recent.pop_front();
+        }
+        let failures = c.recent.iter().filter(|f| **f).count();
+        let rate_tripped =
+            c.recent.len() >= policy.min_samples && failures as f64 >= policy.error_rate * c.recent.len() as f64;
+        if failed && (c.consecutive >= policy.consecutive_failures || rate_tripped) {
+            tracing::warn!(service, node, consecutive = c.consecutive, failures, "circuit opened");
+            *c = Circuit { open_until: Some(Instant::now() + policy.cool_down), ..Circuit::default() };
+        }
+    }
+
+    pub(crate) fn state(&self, service: &str, node: &str) -> CircuitState {
+        self.circuits()
+            .get(&(service.to_owned(), node.to_owned()))
+            .map_or(CircuitState::Closed, |c| c.state(Instant::now()))
+    }
+
+    pub(crate) fn reset(&self, service: &str) {
+        self.circuits().retain(|(s, _), _| s != service);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_on_consecutive_failures_then_probes_and_closes() {
+        let b = Breakers::new(BreakerPolicy::new(3, 1.0, 1000, Duration::from_secs(5)));
+        for _ in 0..3 {
+            assert!(b.admits("s", "n"));
+            b.record("s", "n", Some(true));
+        }
+        assert_eq!(b.state("s", "n"), CircuitState::Open);
+        assert!(!b.admits("s", "n"));
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert_eq!(b.state("s", "n"), CircuitState::HalfOpen);
+        assert!(b.admits("s", "n"));
+        b.on_pick("s", "n");
+        assert!(!b.admits("s", "n"), "one probe at a time");
+        b.record("s", "n", Some(false));
+        assert_eq!(b.state("s", "n"), CircuitState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_on_error_rate_over_the_window() {
+        let b = Breakers::new(BreakerPolicy::new(1000, 0.5, 10, Duration::from_secs(5)));
+        for i in 0..10 {
+            b.record("s", "n", Some(i % 2 == 1));
+        }
+        assert_eq!(b.state("s", "n"), CircuitState::Open);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_probe_opens_again() {
+        let b = Breakers::new(BreakerPolicy::new(1, 1.0, 1000, Duration::from_secs(5)));
+        b.record("s", "n", Some(true));
+        tokio::time::advance(Duration::from_secs(6)).await;
+        b.on_pick("s", "n");
+        b.record("s", "n", Some(true));
+        assert_eq!(b.state("s", "n"), CircuitState::Open);
+    }
+}
