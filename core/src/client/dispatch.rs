@@ -43,12 +43,12 @@ fn safe_to_resend(error: &Error, idempotent: bool) -> bool {
 
 /// The select options of a request, excluding nodes already tried.
 pub(crate) fn select_options(req: &RawRequest, tried: &[String]) -> SelectOptions {
-    let mut options = SelectOptions::default();
-    options.filters = req.filters.clone();
-    options.tried = tried.to_vec();
-    options.key = req.key.clone();
-    options.metadata = req.metadata.clone();
-    options
+    SelectOptions {
+        filters: req.filters.clone(),
+        tried: tried.to_vec(),
+        key: req.key.clone(),
+        metadata: req.metadata.clone(),
+    }
 }
 
 /// Tells the selector how a call to a node went, even when the call is dropped half-way
