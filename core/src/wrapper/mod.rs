@@ -5,10 +5,14 @@
 //! [`ServerRequest`]s; both carry the service and endpoint called
 //! ([`Describe`]), so one layer type can serve both sides.
 
+pub mod auth;
 mod from_fn;
+mod limit;
 mod trace;
 
+pub use auth::{AuthLayer, Identity, TokenLayer};
 pub use from_fn::{FromFn, FromFnLayer, Next, from_fn};
+pub use limit::{ConcurrencyLimit, ConcurrencyLimitLayer, RateLimit, RateLimitLayer};
 pub use trace::{Trace, TraceLayer};
 
 use crate::client::RawRequest;
