@@ -46,7 +46,8 @@ struct Node {
     calls: Arc<AtomicUsize>,
     per_request: Arc<Mutex<HashMap<u64, usize>>>,
     healthy: Arc<AtomicBool>,
-    server: Server,
+    /// Held so the node is stopped only with the cluster.
+    _server: Server,
 }
 
 struct Cluster {
@@ -103,7 +104,7 @@ impl Cluster {
         };
         server.handle("Svc.Work", handler.clone()).handle("Svc.Admin", handler.clone()).handle("Svc.Health", handler);
         server.start().await.unwrap();
-        self.nodes.push(Node { id: id.to_owned(), calls, per_request, healthy, server });
+        self.nodes.push(Node { id: id.to_owned(), calls, per_request, healthy, _server: server });
     }
 
     /// A node the registry lists but nothing serves (it died without deregistering).
