@@ -69,6 +69,14 @@ impl Received {
     }
 }
 
+/// Whether the backend declares a capability; says so loudly when the check is skipped.
+fn declares(broker: &dyn Broker, declared: bool, capability: &str) -> bool {
+    if !declared {
+        eprintln!("{}: declares no {capability}; check skipped", broker.name());
+    }
+    declared
+}
+
 async fn publish_n(broker: &dyn Broker, topic: &str, n: usize) {
     for i in 0..n {
         broker.publish(topic, Message::new(format!("message-{i}"))).await.unwrap();
@@ -127,8 +135,7 @@ pub async fn every_subscriber_gets_every_message(broker: Arc<dyn Broker>) {
 
 /// Members of one queue group share the messages: each message is handled once by the group.
 pub async fn queue_group_gets_each_message_once(broker: Arc<dyn Broker>) {
-    if !broker.capabilities().queue_groups {
-        eprintln!("{}: no queue groups declared; check skipped", broker.name());
+    if !declares(&*broker, broker.capabilities().queue_groups, "queue groups") {
         return;
     }
     let topic = unique("topic");
@@ -148,8 +155,7 @@ pub async fn queue_group_gets_each_message_once(broker: Arc<dyn Broker>) {
 
 /// Every queue group gets every message.
 pub async fn separate_groups_each_get_every_message(broker: Arc<dyn Broker>) {
-    if !broker.capabilities().queue_groups {
-        eprintln!("{}: no queue groups declared; check skipped", broker.name());
+    if !declares(&*broker, broker.capabilities().queue_groups, "queue groups") {
         return;
     }
     let topic = unique("topic");
@@ -175,8 +181,7 @@ pub async fn separate_groups_each_get_every_message(broker: Arc<dyn Broker>) {
 
 /// A handler that fails (auto ack) gets the message again, and succeeds the second time.
 pub async fn failed_handler_is_redelivered(broker: Arc<dyn Broker>) {
-    if !broker.capabilities().redelivery {
-        eprintln!("{}: no redelivery declared; check skipped", broker.name());
+    if !declares(&*broker, broker.capabilities().redelivery, "redelivery") {
         return;
     }
     let topic = unique("topic");
@@ -199,8 +204,7 @@ pub async fn failed_handler_is_redelivered(broker: Arc<dyn Broker>) {
 
 /// In manual mode a nacked message is delivered again.
 pub async fn nack_redelivers(broker: Arc<dyn Broker>) {
-    if !broker.capabilities().redelivery {
-        eprintln!("{}: no redelivery declared; check skipped", broker.name());
+    if !declares(&*broker, broker.capabilities().redelivery, "redelivery") {
         return;
     }
     let topic = unique("topic");
