@@ -197,6 +197,7 @@ pub async fn deadline_reaches_server(t: TransportUnderTest) {
     h.timeout = Some(Duration::from_millis(50));
     let mut call = conn.open(h).await.unwrap();
     call.requests.send(Bytes::from_static(b"x")).await.unwrap();
+    call.requests.close().await.unwrap();
     let waited = tokio::time::timeout(Duration::from_millis(50), call.responses.recv()).await;
     assert!(waited.is_err(), "the hanging call must not answer");
     drop(call);
@@ -213,6 +214,7 @@ pub async fn dropped_call_cancels_handler(t: TransportUnderTest) {
     let conn = t.transport.dial(&address).await.unwrap();
     let mut call = conn.open(head("Echo.Hang")).await.unwrap();
     call.requests.send(Bytes::from_static(b"x")).await.unwrap();
+    call.requests.close().await.unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
     drop(call);
     let seen = tokio::time::timeout(SETTLE, hung.recv()).await.unwrap().unwrap();
