@@ -1,0 +1,205 @@
+//! Choosing backends at run time, from flags and environment, among those compiled in.
+//!
+//! | Flag | Environment | Default |
+//! |---|---|---|
+//! | `--transport` | `MICRO_TRANSPORT` | `http` if compiled in, else `memory` |
+//! | `--registry` | `MICRO_REGISTRY` | `mdns` if compiled in, else `memory` |
+//! | `--registry_address` | `MICRO_REGISTRY_ADDRESS` | backend's own (mDNS: the interface addresses, comma-separated; `127.0.0.1`) |
+//! | `--broker` | `MICRO_BROKER` | `http` if compiled in, else `memory` |
+//! | `--broker_address` | `MICRO_BROKER_ADDRESS` | backend's own (HTTP broker: where subscribers listen) |
+//! | `--server_address` | `MICRO_SERVER_ADDRESS` | the transport's choice |
+//!
+//! Flags win over the environment (`--registry=mdns` or `--registry mdns`). Naming a backend
+//! that is not compiled in is an error that says which Cargo feature to enable.
+
+use std::sync::Arc;
+
+use rmicro_core::broker::{Broker, MemoryBroker};
+use rmicro_core::registry::{MemoryRegistry, Registry};
+use rmicro_core::service::{Service, ServiceBuilder};
+use rmicro_core::transport::{MemoryTransport, Transport};
+use rmicro_core::{Error, Result};
+
+/// The backends and addresses a service runs with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Options {
+    /// Transport name.
+    pub transport: String,
+    /// Registry name.
+    pub registry: String,
+    /// Registry address, in the registry's own terms.
+    pub registry_address: Option<String>,
+    /// Broker name.
+    pub broker: String,
+    /// Broker address, in the broker's own terms.
+    pub broker_address: Option<String>,
+    /// Where the server listens.
+    pub server_address: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        let pick = |compiled: bool, name: &str| if compiled { name } else { "memory" }.to_owned();
+        Options {
+            transport: pick(cfg!(feature = "transport-http"), "http"),
+            registry: pick(cfg!(feature = "registry-mdns"), "mdns"),
+            registry_address: None,
+            broker: pick(cfg!(feature = "broker-http"), "http"),
+            broker_address: None,
+            server_address: None,
+        }
+    }
+}
+
+/// The kinds of backend, the names rmicro knows for each, and the feature that compiles each in.
+const KNOWN: &[(&str, &str, Option<&str>)] = &[
+    ("transport", "memory", None),
+    ("transport", "http", Some("transport-http")),
+    ("registry", "memory", None),
+    ("registry", "mdns", Some("registry-mdns")),
+    ("broker", "memory", None),
+    ("broker", "http", Some("broker-http")),
+];
+
+/// The error for a backend this build cannot make.
+fn unavailable(kind: &str, name: &str) -> Error {
+    match KNOWN.iter().find(|(k, n, _)| *k == kind && *n == name) {
+        Some((_, _, Some(feature))) => {
+            Error::bad_request(format!("{kind} {name:?} is not compiled in: enable the rmicro feature \"{feature}\""))
+        }
+        _ => {
+            let choices: Vec<&str> = KNOWN.iter().filter(|(k, _, _)| *k == kind).map(|(_, n, _)| *n).collect();
+            Error::bad_request(format!("unknown {kind} {name:?}; rmicro has: {}", choices.join(", ")))
+        }
+    }
+    .with_id("rmicro.config")
+}
+
+impl Options {
+    /// Options from `MICRO_*` environment variables.
+    pub fn from_env() -> Options {
+        Options::default().merged(|key| std::env::var(format!("MICRO_{}", key.to_ascii_uppercase())).ok())
+    }
+
+    /// Options from the environment, then `args` (e.g. `std::env::args().skip(1)`) over them.
+    pub fn from_env_and_args(args: impl IntoIterator<Item = String>) -> Result<Options> {
+        let mut flags = std::collections::HashMap::new();
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let Some(flag) = arg.strip_prefix("--") else { continue };
+            let (key, value) = match flag.split_once('=') {
+                Some((key, value)) => (key.to_owned(), value.to_owned()),
+                None => {
+                    let value = args.next().ok_or_else(|| Error::bad_request(format!("--{flag} needs a value")))?;
+                    (flag.to_owned(), value)
+                }
+            };
+            flags.insert(key.replace('-', "_"), value);
+        }
+        Ok(Options::from_env().merged(|key| flags.get(key).cloned()))
+    }
+
+    fn merged(mut self, get: impl Fn(&str) -> Option<String>) -> Options {
+        let set = |field: &mut String, key| {
+            if let Some(value) = get(key) {
+                *field = value;
+            }
+        };
+        set(&mut self.transport, "transport");
+        set(&mut self.registry, "registry");
+        set(&mut self.broker, "broker");
+        self.registry_address = get("registry_address").or(self.registry_address);
+        self.broker_address = get("broker_address").or(self.broker_address);
+        self.server_address = get("server_address").or(self.server_address);
+        self
+    }
+
+    /// The transport named by the options.
+    pub fn transport(&self) -> Result<Arc<dyn Transport>> {
+        match self.transport.as_str() {
+            "memory" => Ok(Arc::new(MemoryTransport::new())),
+            #[cfg(feature = "transport-http")]
+            "http" => Ok(Arc::new(rmicro_transport_http::HttpTransport::new())),
+            other => Err(unavailable("transport", other)),
+        }
+    }
+
+    /// The registry named by the options.
+    pub async fn registry(&self) -> Result<Arc<dyn Registry>> {
+        match self.registry.as_str() {
+            "memory" => Ok(Arc::new(MemoryRegistry::new())),
+            #[cfg(feature = "registry-mdns")]
+            "mdns" => {
+                let mut builder = rmicro_registry_mdns::MdnsRegistry::builder();
+                if let Some(addresses) = &self.registry_address {
+                    let interfaces = addresses
+                        .split(',')
+                        .map(|a| {
+                            a.trim()
+                                .parse()
+                                .map_err(|_| Error::bad_request(format!("mDNS interface {a:?} is not an IPv4 address")))
+                        })
+                        .collect::<Result<Vec<std::net::Ipv4Addr>>>()?;
+                    builder = builder.interfaces(interfaces);
+                }
+                Ok(Arc::new(builder.build().await?))
+            }
+            other => Err(unavailable("registry", other)),
+        }
+    }
+
+    /// The broker named by the options; brokers that find subscribers through the registry use `registry`.
+    pub fn broker(&self, registry: &Arc<dyn Registry>) -> Result<Arc<dyn Broker>> {
+        let _ = registry;
+        match self.broker.as_str() {
+            "memory" => Ok(Arc::new(MemoryBroker::new())),
+            #[cfg(feature = "broker-http")]
+            "http" => {
+                let mut builder = rmicro_broker_http::HttpBroker::builder(registry.clone());
+                if let Some(address) = &self.broker_address {
+                    builder = builder.address(address.clone());
+                }
+                Ok(Arc::new(builder.build()))
+            }
+            other => Err(unavailable("broker", other)),
+        }
+    }
+
+    /// A service builder with the chosen backends and server address.
+    pub async fn service(&self, name: &str) -> Result<ServiceBuilder> {
+        let transport = self.transport()?;
+        let registry = self.registry().await?;
+        let broker = self.broker(&registry)?;
+        let mut builder = Service::builder(name).transport(transport).registry(registry).broker(broker);
+        if let Some(address) = &self.server_address {
+            builder = builder.address(address.clone());
+        }
+        Ok(builder)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_defaults_and_both_forms_parse() {
+        let args = ["--registry=memory", "--transport", "memory", "--server-address", "127.0.0.1:9"].map(str::to_owned);
+        let options = Options::from_env_and_args(args).unwrap();
+        assert_eq!((options.registry.as_str(), options.transport.as_str()), ("memory", "memory"));
+        assert_eq!(options.server_address.as_deref(), Some("127.0.0.1:9"));
+    }
+
+    #[test]
+    fn a_backend_not_compiled_in_names_its_feature() {
+        let options = Options { transport: "grpc".into(), ..Options::default() };
+        let err = options.transport().unwrap_err();
+        assert!(err.detail.contains("unknown transport \"grpc\""), "{err}");
+        #[cfg(not(feature = "transport-http"))]
+        {
+            let options = Options { transport: "http".into(), ..Options::default() };
+            assert!(options.transport().unwrap_err().detail.contains("enable the rmicro feature \"transport-http\""));
+        }
+    }
+}
