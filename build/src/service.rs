@@ -169,7 +169,7 @@ fn write_trait_method(k: &str, m: &Method, out: &mut String) {
             result("()")
         ),
     };
-    let _ = write!(out, "{docs}    {signature};\n");
+    let _ = writeln!(out, "{docs}    {signature};");
 }
 
 fn write_registration(k: &str, proto: &str, m: &Method, out: &mut String) {

@@ -8,11 +8,14 @@
 //! | `--broker` | `MICRO_BROKER` | `http` if compiled in, else `memory` |
 //! | `--broker_address` | `MICRO_BROKER_ADDRESS` | backend's own (HTTP broker: where subscribers listen) |
 //! | `--server_address` | `MICRO_SERVER_ADDRESS` | the transport's choice |
+//! | `--register_ttl` | `MICRO_REGISTER_TTL` | 90 (seconds) |
+//! | `--register_interval` | `MICRO_REGISTER_INTERVAL` | 30 (seconds) |
 //!
 //! Flags win over the environment (`--registry=mdns` or `--registry mdns`). Naming a backend
 //! that is not compiled in is an error that says which Cargo feature to enable.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rmicro_core::broker::{Broker, MemoryBroker};
 use rmicro_core::registry::{MemoryRegistry, Registry};
@@ -36,6 +39,10 @@ pub struct Options {
     pub broker_address: Option<String>,
     /// Where the server listens.
     pub server_address: Option<String>,
+    /// How long a registration lives unless renewed.
+    pub register_ttl: Option<Duration>,
+    /// How often the registration is renewed.
+    pub register_interval: Option<Duration>,
 }
 
 impl Default for Options {
@@ -48,6 +55,8 @@ impl Default for Options {
             broker: pick(cfg!(feature = "broker-http"), "http"),
             broker_address: None,
             server_address: None,
+            register_ttl: None,
+            register_interval: None,
         }
     }
 }
@@ -78,7 +87,11 @@ fn unavailable(kind: &str, name: &str) -> Error {
 
 impl Options {
     /// Options from `MICRO_*` environment variables.
-    pub fn from_env() -> Options {
+    pub fn from_env() -> Result<Options> {
+        Options::env_unchecked().checked()
+    }
+
+    fn env_unchecked() -> Options {
         Options::default().merged(|key| std::env::var(format!("MICRO_{}", key.to_ascii_uppercase())).ok())
     }
 
@@ -97,7 +110,19 @@ impl Options {
             };
             flags.insert(key.replace('-', "_"), value);
         }
-        Ok(Options::from_env().merged(|key| flags.get(key).cloned()))
+        Options::env_unchecked().merged(|key| flags.get(key).cloned()).checked()
+    }
+
+    /// Fails on durations that did not parse (they are kept as zero until checked).
+    fn checked(self) -> Result<Options> {
+        for (name, value) in [("register_ttl", self.register_ttl), ("register_interval", self.register_interval)] {
+            if value == Some(Duration::ZERO) {
+                return Err(
+                    Error::bad_request(format!("{name} must be a positive number of seconds")).with_id("rmicro.config")
+                );
+            }
+        }
+        Ok(self)
     }
 
     fn merged(mut self, get: impl Fn(&str) -> Option<String>) -> Options {
@@ -112,6 +137,13 @@ impl Options {
         self.registry_address = get("registry_address").or(self.registry_address);
         self.broker_address = get("broker_address").or(self.broker_address);
         self.server_address = get("server_address").or(self.server_address);
+        let seconds = |key| {
+            get(key).map(|v: String| {
+                Duration::from_secs_f64(v.trim().parse::<f64>().ok().filter(|s| *s > 0.0).unwrap_or(0.0))
+            })
+        };
+        self.register_ttl = seconds("register_ttl").or(self.register_ttl);
+        self.register_interval = seconds("register_interval").or(self.register_interval);
         self
     }
 
@@ -175,6 +207,16 @@ impl Options {
         if let Some(address) = &self.server_address {
             builder = builder.address(address.clone());
         }
+        let (ttl, interval) = (self.register_ttl, self.register_interval);
+        builder = builder.server(|mut server| {
+            if let Some(ttl) = ttl {
+                server = server.register_ttl(ttl);
+            }
+            if let Some(interval) = interval {
+                server = server.register_interval(interval);
+            }
+            server
+        });
         Ok(builder)
     }
 }
@@ -189,6 +231,10 @@ mod tests {
         let options = Options::from_env_and_args(args).unwrap();
         assert_eq!((options.registry.as_str(), options.transport.as_str()), ("memory", "memory"));
         assert_eq!(options.server_address.as_deref(), Some("127.0.0.1:9"));
+        let ttl = Options::from_env_and_args(["--register_ttl=2".to_owned()]).unwrap();
+        assert_eq!(ttl.register_ttl, Some(Duration::from_secs(2)));
+        let bad = Options::from_env_and_args(["--register_ttl=soon".to_owned()]).unwrap_err();
+        assert!(bad.detail.contains("register_ttl"), "{bad}");
     }
 
     #[test]

@@ -21,17 +21,23 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::task::TaskTracker;
 
 use crate::wire::{self, Body, Deframer};
 
 const ACCEPT_BACKLOG: usize = 1024;
 const STREAM_WINDOW: usize = 16;
 
+/// How long a shutdown waits for connections to deliver what they carry.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 #[derive(Debug)]
 pub(crate) struct HttpListener {
     address: String,
     calls: mpsc::Receiver<IncomingCall>,
     acceptor: JoinHandle<()>,
+    connections: TaskTracker,
+    closing: CancellationToken,
 }
 
 impl Drop for HttpListener {
@@ -49,6 +55,17 @@ impl Listener for HttpListener {
     async fn accept(&mut self) -> Option<IncomingCall> {
         self.calls.recv().await
     }
+
+    /// Stops accepting, asks every connection to finish (h2 GOAWAY, HTTP/1.1 close after the
+    /// current response) and waits until their responses are written.
+    async fn shutdown(self: Box<Self>) {
+        self.acceptor.abort();
+        self.closing.cancel();
+        self.connections.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.connections.wait()).await.is_err() {
+            tracing::warn!(address = %self.address, "connections still open after the shutdown grace period");
+        }
+    }
 }
 
 pub(crate) async fn listen(address: &str, max_message_size: usize) -> Result<HttpListener> {
@@ -57,11 +74,18 @@ pub(crate) async fn listen(address: &str, max_message_size: usize) -> Result<Htt
         TcpListener::bind(address).await.map_err(|e| Error::unavailable(format!("cannot listen on {address}: {e}")))?;
     let local = tcp.local_addr().map_err(|e| Error::internal(format!("listener has no address: {e}")))?;
     let (tx, calls) = mpsc::channel(ACCEPT_BACKLOG);
-    let acceptor = tokio::spawn(accept_connections(tcp, tx, max_message_size));
-    Ok(HttpListener { address: local.to_string(), calls, acceptor })
+    let (connections, closing) = (TaskTracker::new(), CancellationToken::new());
+    let acceptor = tokio::spawn(accept_connections(tcp, tx, max_message_size, connections.clone(), closing.clone()));
+    Ok(HttpListener { address: local.to_string(), calls, acceptor, connections, closing })
 }
 
-async fn accept_connections(tcp: TcpListener, calls: mpsc::Sender<IncomingCall>, max: usize) {
+async fn accept_connections(
+    tcp: TcpListener,
+    calls: mpsc::Sender<IncomingCall>,
+    max: usize,
+    connections: TaskTracker,
+    closing: CancellationToken,
+) {
     loop {
         let (stream, peer) = match tcp.accept().await {
             Ok(accepted) => accepted,
@@ -72,12 +96,20 @@ async fn accept_connections(tcp: TcpListener, calls: mpsc::Sender<IncomingCall>,
             }
         };
         let _ = stream.set_nodelay(true);
-        let calls = calls.clone();
-        tokio::spawn(async move {
+        let (calls, closing) = (calls.clone(), closing.clone());
+        connections.spawn(async move {
             let service = service_fn(move |req| serve(req, calls.clone(), max));
-            if let Err(e) =
-                auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await
-            {
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            let ended = tokio::select! {
+                ended = connection.as_mut() => ended,
+                _ = closing.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });

@@ -8,7 +8,8 @@
 //!
 //! [`Server::stop`] deregisters first (clients stop choosing the node), stops accepting calls
 //! (new ones are refused as unavailable), lets in-flight calls finish within the shutdown
-//! timeout (then cancels them), and last unsubscribes and disconnects the broker.
+//! timeout (then cancels them), closes the transport's connections once their replies are
+//! delivered, and last unsubscribes and disconnects the broker.
 //!
 //! # Layers
 //!
@@ -96,7 +97,7 @@ pub(crate) struct Inner {
 struct Running {
     address: String,
     stop_accepting: CancellationToken,
-    acceptor: JoinHandle<()>,
+    acceptor: JoinHandle<Box<dyn crate::transport::Listener>>,
     calls: TaskTracker,
     renewer: JoinHandle<()>,
     subscriptions: Vec<Box<dyn Subscription>>,
@@ -234,7 +235,9 @@ impl Server {
         if let Err(e) = inner.registry.register(&inner.describe(&address), Some(inner.options.register_ttl)).await {
             inner.accepting.store(false, Ordering::SeqCst);
             stop_accepting.cancel();
-            let _ = acceptor.await;
+            if let Ok(listener) = acceptor.await {
+                listener.shutdown().await;
+            }
             unsubscribe_all(subscriptions).await;
             return Err(e);
         }
@@ -272,12 +275,15 @@ impl Server {
         }
         inner.accepting.store(false, Ordering::SeqCst);
         running.stop_accepting.cancel();
-        let _ = running.acceptor.await;
+        let listener = running.acceptor.await;
         running.calls.close();
         if tokio::time::timeout(inner.options.shutdown_timeout, running.calls.wait()).await.is_err() {
             tracing::warn!(server = %inner.options.name, "in-flight calls outlived the shutdown timeout; cancelling them");
             inner.force_stop.cancel();
             running.calls.wait().await;
+        }
+        if let Ok(listener) = listener {
+            listener.shutdown().await;
         }
         unsubscribe_all(running.subscriptions).await;
         let disconnected = inner.broker.disconnect().await;

@@ -17,15 +17,16 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::transport::{CallHead, IncomingCall, Listener, MessageSource};
 
+/// Accepts calls until `stop`, then hands the listener back for an orderly shutdown.
 pub(crate) async fn accept(
     server: Arc<Inner>,
     mut listener: Box<dyn Listener>,
     stop: CancellationToken,
     calls: TaskTracker,
-) {
+) -> Box<dyn Listener> {
     loop {
         let call = tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => return listener,
             call = listener.accept() => call,
         };
         match call {
@@ -34,7 +35,7 @@ pub(crate) async fn accept(
             }
             None => {
                 tracing::warn!(server = %server.options.name, "listener closed; no more calls are accepted");
-                return;
+                return listener;
             }
         }
     }

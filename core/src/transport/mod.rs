@@ -61,6 +61,10 @@ pub trait Listener: Send + Sync + fmt::Debug {
     fn address(&self) -> String;
     /// The next call; `None` once the listener can accept no more.
     async fn accept(&mut self) -> Option<IncomingCall>;
+    /// Stops listening and closes connections once what they carry has been delivered (the
+    /// server calls it after its in-flight calls finished). Dropping the listener instead stops
+    /// accepting only.
+    async fn shutdown(self: Box<Self>) {}
 }
 
 /// The client side of a transport: opens calls to one listener.
