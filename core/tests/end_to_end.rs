@@ -137,7 +137,7 @@ async fn graceful_stop_finishes_in_flight_calls_and_refuses_new_ones() {
     let registry_view = f.service.client().clone();
     let client = f.service.client().clone();
     let in_flight = tokio::spawn(async move {
-        client.call::<_, User>(Call::new("users", "Users.Get"), &GetUser { id: 2, sleep_ms: 300 }).await
+        client.call::<_, User>(Call::new("users", "Users.Get"), &GetUser { id: 2, sleep_ms: 1_500 }).await
     });
     while f.handled.load(Ordering::SeqCst) == 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -170,7 +170,7 @@ async fn stop_deregisters_before_draining() {
     let mut watcher: Watcher = registry.watch(Some("users")).await.unwrap();
     let client = f.service.client().clone();
     let in_flight = tokio::spawn(async move {
-        client.call::<_, User>(Call::new("users", "Users.Get"), &GetUser { id: 1, sleep_ms: 300 }).await
+        client.call::<_, User>(Call::new("users", "Users.Get"), &GetUser { id: 1, sleep_ms: 1_500 }).await
     });
     while f.handled.load(Ordering::SeqCst) == 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -217,6 +217,8 @@ pub struct ClientBuilder {
     idempotent: HashSet<String>,
     backoff: Option<Backoff>,
     budget: Option<TpsBudget>,
+    pool_size: Option<usize>,
+    pool_idle_ttl: Option<Duration>,
     layers: Vec<LayerFn>,
     attempt_layers: Vec<LayerFn>,
 }
@@ -310,6 +312,19 @@ impl ClientBuilder {
         self
     }
 
+    /// How many connections to keep per address (default 1: every transport multiplexes calls
+    /// on a connection); calls use them in turn.
+    pub fn pool_size(mut self, size: usize) -> ClientBuilder {
+        self.pool_size = Some(size);
+        self
+    }
+
+    /// How long an unused connection is kept (default 60 s).
+    pub fn pool_idle_ttl(mut self, ttl: Duration) -> ClientBuilder {
+        self.pool_idle_ttl = Some(ttl);
+        self
+    }
+
     /// The wait between retries.
     pub fn backoff(mut self, backoff: Backoff) -> ClientBuilder {
         self.backoff = Some(backoff);
@@ -345,7 +360,11 @@ impl ClientBuilder {
             let registry = self.registry.unwrap_or_else(|| Arc::new(MemoryRegistry::new()));
             Arc::new(RegistrySelector::new(registry))
         });
-        let pool = Arc::new(Pool::new(transport));
+        let pool = Arc::new(Pool::new(
+            transport,
+            self.pool_size.unwrap_or(pool::DEFAULT_POOL_SIZE),
+            self.pool_idle_ttl.unwrap_or(pool::DEFAULT_POOL_IDLE_TTL),
+        ));
         let wrap =
             |layers: &[LayerFn], inner: ClientService| layers.iter().rev().fold(inner, |service, layer| layer(service));
         let attempt = wrap(&self.attempt_layers, BoxCloneSyncService::new(Attempt { pool: pool.clone() }));

@@ -1,37 +1,109 @@
-//! One multiplexed connection per address, dialled on first use and again once it closes.
+//! Connections per address: up to `size` multiplexed connections, used in turn, dialled on
+//! demand, dropped once closed or idle for longer than the idle TTL.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::error::Result;
 use crate::transport::{Connection, Transport};
 
+/// Default connections per address: one, since every transport multiplexes calls.
+pub(crate) const DEFAULT_POOL_SIZE: usize = 1;
+/// Default time an unused connection is kept.
+pub(crate) const DEFAULT_POOL_IDLE_TTL: Duration = Duration::from_secs(60);
+
+#[derive(Debug)]
+struct Pooled {
+    connection: Arc<dyn Connection>,
+    last_used: Instant,
+}
+
 #[derive(Debug)]
 pub(crate) struct Pool {
     transport: Arc<dyn Transport>,
-    connections: Mutex<HashMap<String, Arc<dyn Connection>>>,
+    size: usize,
+    idle_ttl: Duration,
+    connections: Mutex<HashMap<String, (Vec<Pooled>, usize)>>,
 }
 
 impl Pool {
-    pub(crate) fn new(transport: Arc<dyn Transport>) -> Pool {
-        Pool { transport, connections: Mutex::default() }
+    pub(crate) fn new(transport: Arc<dyn Transport>, size: usize, idle_ttl: Duration) -> Pool {
+        Pool { transport, size: size.max(1), idle_ttl, connections: Mutex::default() }
     }
 
-    fn connections(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<dyn Connection>>> {
+    fn connections(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Vec<Pooled>, usize)>> {
         self.connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// A connection to `address`: the next pooled one in turn, or a new one while the pool for
+    /// that address is not full.
     pub(crate) async fn get(&self, address: &str) -> Result<Arc<dyn Connection>> {
-        if let Some(conn) = self.connections().get(address).filter(|c| !c.is_closed()) {
-            return Ok(conn.clone());
+        {
+            let now = Instant::now();
+            let mut all = self.connections();
+            let (pooled, turn) = all.entry(address.to_owned()).or_default();
+            pooled.retain(|p| !p.connection.is_closed() && now.duration_since(p.last_used) < self.idle_ttl);
+            if pooled.len() >= self.size {
+                *turn = (*turn + 1) % pooled.len();
+                let chosen = &mut pooled[*turn];
+                chosen.last_used = now;
+                return Ok(chosen.connection.clone());
+            }
         }
-        let conn = self.transport.dial(address).await?;
-        self.connections().insert(address.to_owned(), conn.clone());
-        Ok(conn)
+        let connection = self.transport.dial(address).await?;
+        let mut all = self.connections();
+        let (pooled, _) = all.entry(address.to_owned()).or_default();
+        pooled.push(Pooled { connection: connection.clone(), last_used: Instant::now() });
+        Ok(connection)
     }
 
-    /// Forgets the connection to `address` so the next call dials again.
+    /// Forgets the connections to `address` so the next call dials again.
     pub(crate) fn evict(&self, address: &str) {
         self.connections().remove(address);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::transport::{Listener, MemoryTransport};
+
+    /// Counts dials.
+    #[derive(Debug)]
+    struct Counting(MemoryTransport, AtomicUsize);
+
+    #[async_trait]
+    impl Transport for Counting {
+        fn name(&self) -> &'static str {
+            "counting"
+        }
+        async fn listen(&self, address: &str) -> Result<Box<dyn Listener>> {
+            self.0.listen(address).await
+        }
+        async fn dial(&self, address: &str) -> Result<Arc<dyn Connection>> {
+            self.1.fetch_add(1, Ordering::SeqCst);
+            self.0.dial(address).await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fills_up_to_its_size_then_reuses_and_drops_idle_connections() {
+        let transport = Arc::new(Counting(MemoryTransport::new(), AtomicUsize::new(0)));
+        let _listener = transport.listen("memory:pool").await.unwrap();
+        let pool = Pool::new(transport.clone(), 2, Duration::from_secs(30));
+        for _ in 0..10 {
+            pool.get("memory:pool").await.unwrap();
+        }
+        assert_eq!(transport.1.load(Ordering::SeqCst), 2, "two connections, then reuse");
+        tokio::time::advance(Duration::from_secs(31)).await;
+        pool.get("memory:pool").await.unwrap();
+        assert_eq!(transport.1.load(Ordering::SeqCst), 3, "idle connections were dropped and one dialled again");
     }
 }
