@@ -10,7 +10,7 @@
 //! }
 //! ```
 //!
-//! ```ignore
+//! ```text
 //! // src/main.rs
 //! mod pb {
 //!     include!(concat!(env!("OUT_DIR"), "/greeter.rs"));
