@@ -68,6 +68,7 @@ pub use config::{DEFAULT_PREFIX, EtcdConfig, TlsFiles};
 pub struct EtcdRegistry {
     client: Client,
     prefix: String,
+    timeout: Duration,
     registrations: Arc<Mutex<HashMap<String, Registration>>>,
 }
 
@@ -112,7 +113,21 @@ impl EtcdRegistry {
         let client = Client::connect(&config.endpoints, Some(options))
             .await
             .map_err(|e| etcd_error(&format!("connecting to {:?}", config.endpoints), e))?;
-        Ok(EtcdRegistry { client, prefix: config.prefix, registrations: Arc::default() })
+        Ok(EtcdRegistry { client, prefix: config.prefix, timeout: config.timeout, registrations: Arc::default() })
+    }
+
+    /// Runs one etcd request, bounded by the configured timeout: a request to an etcd that is
+    /// coming back can otherwise wait on the connection indefinitely.
+    async fn within<T>(
+        &self,
+        doing: &str,
+        request: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.timeout, request).await {
+            Ok(result) => result.map_err(|e| etcd_error(doing, e)),
+            Err(_) => Err(Error::unavailable(format!("etcd: {doing}: no answer within {:?}", self.timeout))
+                .with_id("rmicro.registry.etcd")),
+        }
     }
 
     fn key(&self, service: &str, node: &str) -> String {
@@ -126,19 +141,18 @@ impl EtcdRegistry {
     /// Keeps `lease` alive once; `false` when etcd no longer knows it.
     async fn keep_alive(&self, lease: i64) -> Result<bool> {
         let mut client = self.client.clone();
-        let (mut keeper, mut responses) =
-            client.lease_keep_alive(lease).await.map_err(|e| etcd_error("keeping a lease alive", e))?;
-        keeper.keep_alive().await.map_err(|e| etcd_error("keeping a lease alive", e))?;
-        let response = responses.message().await.map_err(|e| etcd_error("keeping a lease alive", e))?;
-        Ok(response.is_some_and(|r| r.ttl() > 0))
+        let doing = "keeping a lease alive";
+        self.within(doing, async move {
+            let (mut keeper, mut responses) = client.lease_keep_alive(lease).await?;
+            keeper.keep_alive().await?;
+            Ok(responses.message().await?.is_some_and(|r| r.ttl() > 0))
+        })
+        .await
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
         let mut client = self.client.clone();
-        let found = client
-            .get(key, Some(GetOptions::new().with_count_only()))
-            .await
-            .map_err(|e| etcd_error("reading a node", e))?;
+        let found = self.within("reading a node", client.get(key, Some(GetOptions::new().with_count_only()))).await?;
         Ok(found.count() > 0)
     }
 
@@ -148,13 +162,13 @@ impl EtcdRegistry {
         let previous = self.registrations().get(&key).cloned();
         if let Some(previous) = previous.filter(|p| p.value == value && p.ttl == ttl) {
             let alive = match ttl {
-                Some(_) => self.keep_alive(previous.lease).await?,
+                Some(_) => matches!(self.keep_alive(previous.lease).await, Ok(true)),
                 None => true,
             };
-            if alive && self.exists(&key).await? {
+            if alive && matches!(self.exists(&key).await, Ok(true)) {
                 return Ok(());
             }
-            tracing::info!(%key, "the node's lease or key was lost; registering it again");
+            tracing::info!(%key, "the node's lease or key is gone (or etcd did not answer); registering it again");
         }
         let mut client = self.client.clone();
         let lease = match ttl {
@@ -236,7 +250,7 @@ impl Registry for EtcdRegistry {
         let mut client = self.client.clone();
         for node in &service.nodes {
             let key = self.key(&service.name, &node.id);
-            client.delete(key.clone(), None).await.map_err(|e| etcd_error("deleting a node", e))?;
+            self.within("deleting a node", client.delete(key.clone(), None)).await?;
             let registration = self.registrations().remove(&key);
             if let Some(lease) = registration.map(|r| r.lease).filter(|l| *l != 0) {
                 let _ = client.lease_revoke(lease).await;
@@ -263,6 +277,6 @@ impl Registry for EtcdRegistry {
             Some(name) => format!("{}{name}/", self.prefix),
             None => self.prefix.clone(),
         };
-        watch::start(self.client.clone(), prefix).await
+        watch::start(self.client.clone(), prefix, self.timeout).await
     }
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use etcd_client::{Client, EventType, GetOptions, WatchOptions};
 use futures::StreamExt;
-use rmicro_core::Result;
 use rmicro_core::registry::{Event, EventKind, Service, Watcher};
+use rmicro_core::{Error, Result};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -16,38 +16,54 @@ use crate::etcd_error;
 const RETRY: Duration = Duration::from_millis(500);
 const BUFFER: usize = 256;
 
+/// A node as last seen: its record and which write (revision and lease) put it there, so a
+/// node written again (re-registered after etcd lost it) counts as changed.
+#[derive(Debug, Clone, PartialEq)]
+struct Seen {
+    service: Service,
+    written: (i64, i64),
+}
+
 /// The nodes under the prefix, by key, and the revision they were read at.
-async fn list(client: &mut Client, prefix: &str) -> Result<(HashMap<Vec<u8>, Service>, i64)> {
-    let found =
-        client.get(prefix, Some(GetOptions::new().with_prefix())).await.map_err(|e| etcd_error("listing nodes", e))?;
+async fn list(client: &mut Client, prefix: &str, timeout: Duration) -> Result<(HashMap<Vec<u8>, Seen>, i64)> {
+    let found = tokio::time::timeout(timeout, client.get(prefix, Some(GetOptions::new().with_prefix())))
+        .await
+        .map_err(|_| Error::unavailable(format!("etcd: listing nodes: no answer within {timeout:?}")))?
+        .map_err(|e| etcd_error("listing nodes", e))?;
     let revision = found.header().map_or(0, |h| h.revision());
     let nodes = found
         .kvs()
         .iter()
-        .filter_map(|kv| serde_json::from_slice::<Service>(kv.value()).ok().map(|s| (kv.key().to_vec(), s)))
+        .filter_map(|kv| {
+            let service = serde_json::from_slice::<Service>(kv.value()).ok()?;
+            Some((kv.key().to_vec(), Seen { service, written: (kv.mod_revision(), kv.lease()) }))
+        })
         .collect();
     Ok((nodes, revision))
 }
 
 /// Starts watching `prefix`. The first listing happens before this returns, so every change
 /// after the call is reported.
-pub(crate) async fn start(mut client: Client, prefix: String) -> Result<Watcher> {
-    let (known, revision) = list(&mut client, &prefix).await?;
+pub(crate) async fn start(mut client: Client, prefix: String, timeout: Duration) -> Result<Watcher> {
+    let (known, revision) = list(&mut client, &prefix, timeout).await?;
     let (tx, rx) = mpsc::channel(BUFFER);
-    tokio::spawn(run(client, prefix, known, revision, tx));
+    tokio::spawn(run(client, prefix, known, revision, timeout, tx));
     Ok(ReceiverStream::new(rx).boxed())
 }
 
 async fn run(
     mut client: Client,
     prefix: String,
-    mut known: HashMap<Vec<u8>, Service>,
+    mut known: HashMap<Vec<u8>, Seen>,
     mut revision: i64,
+    timeout: Duration,
     events: mpsc::Sender<Result<Event>>,
 ) {
     loop {
         let options = WatchOptions::new().with_prefix().with_prev_key().with_start_revision(revision + 1);
-        match client.watch(prefix.clone(), Some(options)).await {
+        tracing::debug!(%prefix, from = revision + 1, "watching etcd");
+        let opened = tokio::time::timeout(timeout, client.watch(prefix.clone(), Some(options))).await;
+        match opened.unwrap_or_else(|_| Err(etcd_client::Error::WatchError("no answer".to_owned()))) {
             Ok(mut stream) => loop {
                 let response = tokio::select! {
                     _ = events.closed() => return,
@@ -65,6 +81,7 @@ async fn run(
                     tracing::warn!(%prefix, reason = response.cancel_reason(), "etcd cancelled the watch; resuming");
                     break;
                 }
+                tracing::debug!(%prefix, events = response.events().len(), created = response.created(), "etcd watch response");
                 for event in response.events() {
                     let Some(kv) = event.kv() else { continue };
                     revision = revision.max(kv.mod_revision());
@@ -73,7 +90,8 @@ async fn run(
                             Ok(service) => {
                                 let kind =
                                     if known.contains_key(kv.key()) { EventKind::Update } else { EventKind::Create };
-                                known.insert(kv.key().to_vec(), service.clone());
+                                let seen = Seen { service: service.clone(), written: (kv.mod_revision(), kv.lease()) };
+                                known.insert(kv.key().to_vec(), seen);
                                 Some(Event { kind, service })
                             }
                             Err(_) => None,
@@ -81,6 +99,7 @@ async fn run(
                         EventType::Delete => {
                             let gone = known
                                 .remove(kv.key())
+                                .map(|seen| seen.service)
                                 .or_else(|| event.prev_kv().and_then(|p| serde_json::from_slice(p.value()).ok()));
                             gone.map(|service| Event { kind: EventKind::Delete, service })
                         }
@@ -94,7 +113,7 @@ async fn run(
             },
             Err(e) => tracing::warn!(%prefix, error = %e, "cannot watch etcd; retrying"),
         }
-        if !resync(&mut client, &prefix, &mut known, &mut revision, &events).await {
+        if !resync(&mut client, &prefix, timeout, &mut known, &mut revision, &events).await {
             return;
         }
     }
@@ -105,7 +124,8 @@ async fn run(
 async fn resync(
     client: &mut Client,
     prefix: &str,
-    known: &mut HashMap<Vec<u8>, Service>,
+    timeout: Duration,
+    known: &mut HashMap<Vec<u8>, Seen>,
     revision: &mut i64,
     events: &mpsc::Sender<Result<Event>>,
 ) -> bool {
@@ -114,24 +134,25 @@ async fn resync(
             _ = events.closed() => return false,
             _ = tokio::time::sleep(RETRY) => {}
         }
-        match list(client, prefix).await {
+        match list(client, prefix, timeout).await {
             Ok(listed) => break listed,
             Err(e) => tracing::debug!(%prefix, error = %e, "etcd still unreachable"),
         }
     };
     let mut changes = Vec::new();
-    for (key, service) in &now {
+    for (key, seen) in &now {
         match known.get(key) {
-            None => changes.push(Event { kind: EventKind::Create, service: service.clone() }),
-            Some(old) if old != service => changes.push(Event { kind: EventKind::Update, service: service.clone() }),
+            None => changes.push(Event { kind: EventKind::Create, service: seen.service.clone() }),
+            Some(old) if old != seen => changes.push(Event { kind: EventKind::Update, service: seen.service.clone() }),
             Some(_) => {}
         }
     }
-    for (key, service) in known.iter() {
+    for (key, seen) in known.iter() {
         if !now.contains_key(key) {
-            changes.push(Event { kind: EventKind::Delete, service: service.clone() });
+            changes.push(Event { kind: EventKind::Delete, service: seen.service.clone() });
         }
     }
+    tracing::debug!(%prefix, listed_at, changes = changes.len(), "re-listed after the watch broke");
     *known = now;
     *revision = listed_at;
     for change in changes {
