@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `--transport` | `MICRO_TRANSPORT` | `http` if compiled in, else `memory` |
 //! | `--registry` | `MICRO_REGISTRY` | `mdns` if compiled in, else `memory` |
-//! | `--registry_address` | `MICRO_REGISTRY_ADDRESS` | backend's own (mDNS: the interface addresses, comma-separated; `127.0.0.1`) |
+//! | `--registry_address` | `MICRO_REGISTRY_ADDRESS` | backend's own: mDNS, interface addresses (`127.0.0.1`); etcd, endpoints (`127.0.0.1:2379`); Consul, the agent (`127.0.0.1:8500`); lists comma-separated |
 //! | `--broker` | `MICRO_BROKER` | `http` if compiled in, else `memory` |
 //! | `--broker_address` | `MICRO_BROKER_ADDRESS` | backend's own (HTTP broker: where subscribers listen) |
 //! | `--server_address` | `MICRO_SERVER_ADDRESS` | the transport's choice |
@@ -67,6 +67,8 @@ const KNOWN: &[(&str, &str, Option<&str>)] = &[
     ("transport", "http", Some("transport-http")),
     ("registry", "memory", None),
     ("registry", "mdns", Some("registry-mdns")),
+    ("registry", "etcd", Some("registry-etcd")),
+    ("registry", "consul", Some("registry-consul")),
     ("broker", "memory", None),
     ("broker", "http", Some("broker-http")),
 ];
@@ -177,6 +179,17 @@ impl Options {
                 }
                 Ok(Arc::new(builder.build().await?))
             }
+            #[cfg(feature = "registry-etcd")]
+            "etcd" => {
+                let endpoints = self.registry_address.as_deref().unwrap_or("127.0.0.1:2379").split(',').map(str::trim);
+                let config = rmicro_registry_etcd::EtcdConfig::new(endpoints);
+                Ok(Arc::new(rmicro_registry_etcd::EtcdRegistry::connect(config).await?))
+            }
+            #[cfg(feature = "registry-consul")]
+            "consul" => {
+                let address = self.registry_address.as_deref().unwrap_or("127.0.0.1:8500");
+                Ok(Arc::new(rmicro_registry_consul::ConsulRegistry::new(rmicro_registry_consul::ConsulConfig::new(address))?))
+            }
             other => Err(unavailable("registry", other)),
         }
     }
@@ -225,6 +238,11 @@ impl Options {
 mod tests {
     use super::*;
 
+    /// Runs a future that completes without waiting (backend construction that fails at once).
+    fn futures_lite_block<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().build().expect("a runtime").block_on(future)
+    }
+
     #[test]
     fn flags_win_over_defaults_and_both_forms_parse() {
         let args = ["--registry=memory", "--transport", "memory", "--server-address", "127.0.0.1:9"].map(str::to_owned);
@@ -242,6 +260,12 @@ mod tests {
         let options = Options { transport: "grpc".into(), ..Options::default() };
         let err = options.transport().unwrap_err();
         assert!(err.detail.contains("unknown transport \"grpc\""), "{err}");
+        #[cfg(not(feature = "registry-etcd"))]
+        {
+            let options = Options { registry: "etcd".into(), ..Options::default() };
+            let err = futures_lite_block(options.registry()).unwrap_err();
+            assert!(err.detail.contains("enable the rmicro feature \"registry-etcd\""), "{err}");
+        }
         #[cfg(not(feature = "transport-http"))]
         {
             let options = Options { transport: "http".into(), ..Options::default() };

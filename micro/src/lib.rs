@@ -31,6 +31,8 @@
 //! | transport | HTTP/1.1 + h2c ([`transport_http`]) | `transport-http` | yes |
 //! | registry | multicast DNS ([`registry_mdns`]) | `registry-mdns` | yes |
 //! | broker | embedded HTTP ([`broker_http`]) | `broker-http` | yes |
+//! | registry | etcd v3 (`registry_etcd`; building needs `protoc`) | `registry-etcd` | |
+//! | registry | Consul (`registry_consul`) | `registry-consul` | |
 //! | all three | in-memory, one process | always | |
 //!
 //! [`config::Options`] picks among the compiled-in backends from flags and `MICRO_*`
@@ -41,6 +43,10 @@ pub mod config;
 #[cfg(feature = "broker-http")]
 pub use rmicro_broker_http as broker_http;
 pub use rmicro_core::*;
+#[cfg(feature = "registry-consul")]
+pub use rmicro_registry_consul as registry_consul;
+#[cfg(feature = "registry-etcd")]
+pub use rmicro_registry_etcd as registry_etcd;
 #[cfg(feature = "registry-mdns")]
 pub use rmicro_registry_mdns as registry_mdns;
 #[cfg(feature = "transport-http")]
