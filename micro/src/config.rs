@@ -188,7 +188,9 @@ impl Options {
             #[cfg(feature = "registry-consul")]
             "consul" => {
                 let address = self.registry_address.as_deref().unwrap_or("127.0.0.1:8500");
-                Ok(Arc::new(rmicro_registry_consul::ConsulRegistry::new(rmicro_registry_consul::ConsulConfig::new(address))?))
+                Ok(Arc::new(rmicro_registry_consul::ConsulRegistry::new(rmicro_registry_consul::ConsulConfig::new(
+                    address,
+                ))?))
             }
             other => Err(unavailable("registry", other)),
         }
