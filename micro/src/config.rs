@@ -241,7 +241,8 @@ mod tests {
     use super::*;
 
     /// Runs a future that completes without waiting (backend construction that fails at once).
-    fn futures_lite_block<F: std::future::Future>(future: F) -> F::Output {
+    #[cfg(not(feature = "registry-etcd"))]
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
         tokio::runtime::Builder::new_current_thread().build().expect("a runtime").block_on(future)
     }
 
@@ -265,7 +266,7 @@ mod tests {
         #[cfg(not(feature = "registry-etcd"))]
         {
             let options = Options { registry: "etcd".into(), ..Options::default() };
-            let err = futures_lite_block(options.registry()).unwrap_err();
+            let err = block_on(options.registry()).unwrap_err();
             assert!(err.detail.contains("enable the rmicro feature \"registry-etcd\""), "{err}");
         }
         #[cfg(not(feature = "transport-http"))]

@@ -115,14 +115,19 @@ pub struct Codecs {
 }
 
 impl Default for Codecs {
-    /// Protobuf (also under `application/x-protobuf` and `application/proto`), JSON and raw bytes.
+    /// Protobuf (also under `application/x-protobuf`, `application/proto` and gRPC's
+    /// `application/grpc` and `application/grpc+proto`), JSON (also `application/grpc+json`)
+    /// and raw bytes.
     fn default() -> Codecs {
         let protobuf: Arc<dyn Codec> = Arc::new(ProtobufCodec);
+        let json: Arc<dyn Codec> = Arc::new(JsonCodec);
         let mut codecs = Codecs { by_type: HashMap::new() };
         codecs.insert(protobuf.clone());
-        codecs.insert_alias("application/x-protobuf", protobuf.clone());
-        codecs.insert_alias("application/proto", protobuf);
-        codecs.insert(Arc::new(JsonCodec));
+        for alias in ["application/x-protobuf", "application/proto", "application/grpc", "application/grpc+proto"] {
+            codecs.insert_alias(alias, protobuf.clone());
+        }
+        codecs.insert_alias("application/grpc+json", json.clone());
+        codecs.insert(json);
         codecs.insert(Arc::new(RawCodec));
         codecs
     }

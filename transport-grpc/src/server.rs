@@ -1,0 +1,285 @@
+//! The listening side: an h2c server whose every request is a gRPC call, framed by tonic and
+//! handed to rmicro as an `IncomingCall`.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use http::{HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use rmicro_core::metadata::Metadata;
+use rmicro_core::transport::{CallHead, IncomingCall, Listener, MessageSource, Reply};
+use rmicro_core::{Error, Result};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::task::TaskTracker;
+use tonic::body::Body;
+use tonic::metadata::MetadataMap;
+use tonic::server::{Grpc, StreamingService};
+use tonic::{Status, Streaming};
+
+use crate::status::{from_status, refused, to_status};
+use crate::wire::{self, GRPC_PROTO, RawCodec};
+
+const ACCEPT_BACKLOG: usize = 1024;
+const STREAM_WINDOW: usize = 16;
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+pub(crate) struct GrpcListener {
+    address: String,
+    calls: mpsc::Receiver<IncomingCall>,
+    acceptor: JoinHandle<()>,
+    connections: TaskTracker,
+    closing: CancellationToken,
+}
+
+impl Drop for GrpcListener {
+    fn drop(&mut self) {
+        self.acceptor.abort();
+    }
+}
+
+#[async_trait]
+impl Listener for GrpcListener {
+    fn address(&self) -> String {
+        self.address.clone()
+    }
+
+    async fn accept(&mut self) -> Option<IncomingCall> {
+        self.calls.recv().await
+    }
+
+    async fn shutdown(self: Box<Self>) {
+        self.acceptor.abort();
+        self.closing.cancel();
+        self.connections.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.connections.wait()).await.is_err() {
+            tracing::warn!(address = %self.address, "gRPC connections still open after the shutdown grace period");
+        }
+    }
+}
+
+pub(crate) async fn listen(address: &str, max: usize) -> Result<GrpcListener> {
+    let address = if address.is_empty() { "127.0.0.1:0" } else { address };
+    let tcp =
+        TcpListener::bind(address).await.map_err(|e| Error::unavailable(format!("cannot listen on {address}: {e}")))?;
+    let local = tcp.local_addr().map_err(|e| Error::internal(format!("listener has no address: {e}")))?;
+    let (tx, calls) = mpsc::channel(ACCEPT_BACKLOG);
+    let (connections, closing) = (TaskTracker::new(), CancellationToken::new());
+    let acceptor = tokio::spawn(accept(tcp, tx, max, connections.clone(), closing.clone()));
+    Ok(GrpcListener { address: local.to_string(), calls, acceptor, connections, closing })
+}
+
+async fn accept(
+    tcp: TcpListener,
+    calls: mpsc::Sender<IncomingCall>,
+    max: usize,
+    connections: TaskTracker,
+    closing: CancellationToken,
+) {
+    loop {
+        let Ok((stream, peer)) = tcp.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let (calls, closing) = (calls.clone(), closing.clone());
+        connections.spawn(async move {
+            let service = service_fn(move |req| serve(req, calls.clone(), max));
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            let ended = tokio::select! {
+                ended = connection.as_mut() => ended,
+                _ = closing.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = ended {
+                tracing::debug!(%peer, error = %e, "gRPC connection ended with an error");
+            }
+        });
+    }
+}
+
+/// The call head of a gRPC request, or the status to refuse it with.
+fn head_of(req: &Request<Incoming>) -> std::result::Result<CallHead, Status> {
+    let (service, endpoint) = wire::parse_path(req.uri().path())
+        .ok_or_else(|| Status::unimplemented(format!("{} is not a gRPC method path", req.uri().path())))?;
+    let headers = req.headers();
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let content_type = match header("rmicro-content-type") {
+        Some(explicit) => explicit.to_owned(),
+        None => match header("content-type").unwrap_or("application/grpc") {
+            "application/grpc" => GRPC_PROTO.to_owned(),
+            other => other.to_owned(),
+        },
+    };
+    Ok(CallHead {
+        service,
+        endpoint,
+        content_type,
+        metadata: wire::metadata_from(&MetadataMap::from_headers(headers.clone())),
+        timeout: header("grpc-timeout").and_then(wire::parse_timeout),
+        stream: true,
+    })
+}
+
+async fn serve(
+    req: Request<Incoming>,
+    calls: mpsc::Sender<IncomingCall>,
+    max: usize,
+) -> std::result::Result<Response<Body>, Infallible> {
+    let is_grpc = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"));
+    if !is_grpc {
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+        response.headers_mut().insert("grpc-status", HeaderValue::from_static("3"));
+        return Ok(response);
+    }
+    let head = match head_of(&req) {
+        Ok(head) => head,
+        Err(status) => return Ok(status.into_http()),
+    };
+    let mut grpc = Grpc::new(RawCodec).max_decoding_message_size(max).max_encoding_message_size(max);
+    Ok(grpc.streaming(Dispatch { calls, head: Some(head) }, req).await)
+}
+
+/// Hands a decoded gRPC call to the rmicro server and turns its reply into a gRPC response.
+struct Dispatch {
+    calls: mpsc::Sender<IncomingCall>,
+    head: Option<CallHead>,
+}
+
+#[derive(Debug)]
+enum Frame {
+    Header(Metadata),
+    Message(Bytes),
+    End(Result<()>),
+}
+
+type ResponseStream = BoxStream<'static, std::result::Result<Bytes, Status>>;
+
+impl StreamingService<Bytes> for Dispatch {
+    type Response = Bytes;
+    type ResponseStream = ResponseStream;
+    type Future = BoxFuture<'static, std::result::Result<tonic::Response<ResponseStream>, Status>>;
+
+    fn call(&mut self, request: tonic::Request<Streaming<Bytes>>) -> Self::Future {
+        let (calls, head) = (self.calls.clone(), self.head.take());
+        Box::pin(async move {
+            let head = head.ok_or_else(|| Status::internal("the call was already dispatched"))?;
+            let cancel = CancellationToken::new();
+            let guard = cancel.clone().drop_guard();
+            let (frames_tx, mut frames) = mpsc::channel(STREAM_WINDOW);
+            let call = IncomingCall {
+                head,
+                requests: Box::new(Requests { stream: request.into_inner(), cancel: cancel.clone() }),
+                reply: Box::new(GrpcReply { frames: frames_tx }),
+                cancel,
+            };
+            if calls.send(call).await.is_err() {
+                guard.disarm();
+                return Err(refused(&Error::unavailable("the server is not accepting calls")));
+            }
+            let (header, first) = match frames.recv().await {
+                Some(Frame::Header(metadata)) => (metadata, None),
+                Some(Frame::End(Err(e))) => {
+                    guard.disarm();
+                    return Err(to_status(&e));
+                }
+                Some(other) => (Metadata::new(), Some(other)),
+                None => return Err(Status::internal("the server ended the call without a status")),
+            };
+            let mut response = tonic::Response::new(responses(first, frames, guard));
+            wire::insert_metadata(response.metadata_mut(), &header);
+            Ok(response)
+        })
+    }
+}
+
+/// The response messages, ending with the call's status; the guard cancels the call if the
+/// caller goes away before the end.
+fn responses(first: Option<Frame>, frames: mpsc::Receiver<Frame>, guard: DropGuard) -> ResponseStream {
+    struct State {
+        first: Option<Frame>,
+        frames: mpsc::Receiver<Frame>,
+        guard: Option<DropGuard>,
+    }
+    let state = State { first, frames, guard: Some(guard) };
+    futures::stream::unfold(state, |mut state| async move {
+        loop {
+            state.guard.as_ref()?;
+            let frame = match state.first.take() {
+                Some(frame) => frame,
+                None => match state.frames.recv().await {
+                    Some(frame) => frame,
+                    None => Frame::End(Err(Error::internal("the server ended the call without a status"))),
+                },
+            };
+            match frame {
+                Frame::Header(_) => continue,
+                Frame::Message(body) => return Some((Ok(body), state)),
+                Frame::End(status) => {
+                    if let Some(guard) = state.guard.take() {
+                        guard.disarm();
+                    }
+                    return status.err().map(|e| (Err(to_status(&e)), state));
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+#[derive(Debug)]
+struct Requests {
+    stream: Streaming<Bytes>,
+    cancel: CancellationToken,
+}
+
+#[async_trait]
+impl MessageSource for Requests {
+    async fn recv(&mut self) -> Result<Option<Bytes>> {
+        match self.stream.message().await {
+            Ok(message) => Ok(message),
+            Err(_) if self.cancel.is_cancelled() => Err(Error::canceled("the caller went away")),
+            Err(status) => Err(from_status(&status)),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct GrpcReply {
+    frames: mpsc::Sender<Frame>,
+}
+
+#[async_trait]
+impl Reply for GrpcReply {
+    async fn send_header(&mut self, metadata: Metadata) -> Result<()> {
+        self.frames.send(Frame::Header(metadata)).await.map_err(|_| Error::canceled("the caller went away"))
+    }
+
+    async fn send(&mut self, message: Bytes) -> Result<()> {
+        self.frames.send(Frame::Message(message)).await.map_err(|_| Error::canceled("the caller went away"))
+    }
+
+    async fn finish(self: Box<Self>, status: Result<()>) {
+        let _ = self.frames.send(Frame::End(status)).await;
+    }
+}

@@ -1,0 +1,141 @@
+//! How rmicro calls look on the gRPC wire: the method path, the timeout header, metadata, and a
+//! codec that passes message bytes through (rmicro's own codecs encode them).
+
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes};
+use rmicro_core::metadata::Metadata;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, KeyAndValueRef, MetadataMap};
+
+/// The content type rmicro uses for protobuf over gRPC.
+pub(crate) const GRPC_PROTO: &str = "application/grpc+proto";
+
+/// `/{service}.{Svc}/{Method}` for the rmicro service `service` and endpoint `Svc.Method`
+/// (go-micro's mapping: the proto package is the service name).
+pub(crate) fn method_path(service: &str, endpoint: &str) -> String {
+    match endpoint.split_once('.') {
+        Some((svc, method)) if service.is_empty() => format!("/{svc}/{method}"),
+        Some((svc, method)) => format!("/{service}.{svc}/{method}"),
+        None => format!("/{service}/{endpoint}"),
+    }
+}
+
+/// The rmicro service and endpoint of a gRPC path: `/greeter.Greeter/Hello` is endpoint
+/// `Greeter.Hello` of service `greeter`.
+pub(crate) fn parse_path(path: &str) -> Option<(String, String)> {
+    let (qualified, method) = path.strip_prefix('/')?.split_once('/')?;
+    if method.is_empty() || method.contains('/') {
+        return None;
+    }
+    let (package, svc) = qualified.rsplit_once('.').unwrap_or(("", qualified));
+    Some((package.to_owned(), format!("{svc}.{method}")))
+}
+
+/// The gRPC `grpc-timeout` header value: up to 8 digits and a unit (H, M, S, m, u, n).
+pub(crate) fn parse_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// Headers of the gRPC protocol itself, which are not call metadata.
+fn is_protocol_header(key: &str) -> bool {
+    key.starts_with("grpc-")
+        || matches!(key, "te" | "content-type" | "user-agent" | "accept-encoding" | "rmicro-error-bin")
+}
+
+pub(crate) fn metadata_from(map: &MetadataMap) -> Metadata {
+    map.iter()
+        .filter_map(|entry| match entry {
+            KeyAndValueRef::Ascii(key, value) => Some((key.as_str().to_owned(), value.to_str().ok()?.to_owned())),
+            KeyAndValueRef::Binary(..) => None,
+        })
+        .filter(|(key, _)| !is_protocol_header(key))
+        .collect()
+}
+
+/// Copies `metadata` into `map`, leaving out what gRPC metadata cannot carry (non-ASCII values,
+/// invalid keys) with a warning.
+pub(crate) fn insert_metadata(map: &mut MetadataMap, metadata: &Metadata) {
+    for (key, value) in metadata.iter() {
+        match (key.parse::<AsciiMetadataKey>(), value.parse::<AsciiMetadataValue>()) {
+            (Ok(key), Ok(value)) => {
+                map.insert(key, value);
+            }
+            _ => tracing::warn!(key, "metadata entry cannot travel as gRPC metadata; dropped"),
+        }
+    }
+}
+
+/// Passes encoded messages through untouched.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, tonic::Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_map_both_ways() {
+        assert_eq!(method_path("greeter", "Greeter.Hello"), "/greeter.Greeter/Hello");
+        assert_eq!(parse_path("/greeter.Greeter/Hello"), Some(("greeter".into(), "Greeter.Hello".into())));
+        assert_eq!(
+            parse_path("/helloworld.v1.Greeter/SayHello"),
+            Some(("helloworld.v1".into(), "Greeter.SayHello".into()))
+        );
+        assert_eq!(parse_path("/Plain/Call"), Some((String::new(), "Plain.Call".into())));
+        assert_eq!(parse_path("/nope"), None);
+    }
+
+    #[test]
+    fn timeouts_parse_in_every_unit() {
+        assert_eq!(parse_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_timeout("99x"), None);
+        assert_eq!(parse_timeout(""), None);
+    }
+}
