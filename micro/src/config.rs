@@ -65,6 +65,7 @@ impl Default for Options {
 const KNOWN: &[(&str, &str, Option<&str>)] = &[
     ("transport", "memory", None),
     ("transport", "http", Some("transport-http")),
+    ("transport", "grpc", Some("transport-grpc")),
     ("registry", "memory", None),
     ("registry", "mdns", Some("registry-mdns")),
     ("registry", "etcd", Some("registry-etcd")),
@@ -155,6 +156,8 @@ impl Options {
             "memory" => Ok(Arc::new(MemoryTransport::new())),
             #[cfg(feature = "transport-http")]
             "http" => Ok(Arc::new(rmicro_transport_http::HttpTransport::new())),
+            #[cfg(feature = "transport-grpc")]
+            "grpc" => Ok(Arc::new(rmicro_transport_grpc::GrpcTransport::new())),
             other => Err(unavailable("transport", other)),
         }
     }
@@ -260,9 +263,9 @@ mod tests {
 
     #[test]
     fn a_backend_not_compiled_in_names_its_feature() {
-        let options = Options { transport: "grpc".into(), ..Options::default() };
+        let options = Options { transport: "smoke-signals".into(), ..Options::default() };
         let err = options.transport().unwrap_err();
-        assert!(err.detail.contains("unknown transport \"grpc\""), "{err}");
+        assert!(err.detail.contains("unknown transport \"smoke-signals\""), "{err}");
         #[cfg(not(feature = "registry-etcd"))]
         {
             let options = Options { registry: "etcd".into(), ..Options::default() };

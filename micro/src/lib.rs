@@ -29,6 +29,7 @@
 //! | Kind | Backend | Feature | Default? |
 //! |---|---|---|---|
 //! | transport | HTTP/1.1 + h2c ([`transport_http`]) | `transport-http` | yes |
+//! | transport | gRPC on tonic (`transport_grpc`) | `transport-grpc` | |
 //! | registry | multicast DNS ([`registry_mdns`]) | `registry-mdns` | yes |
 //! | broker | embedded HTTP ([`broker_http`]) | `broker-http` | yes |
 //! | registry | etcd v3 (`registry_etcd`; building needs `protoc`) | `registry-etcd` | |
@@ -49,6 +50,8 @@ pub use rmicro_registry_consul as registry_consul;
 pub use rmicro_registry_etcd as registry_etcd;
 #[cfg(feature = "registry-mdns")]
 pub use rmicro_registry_mdns as registry_mdns;
+#[cfg(feature = "transport-grpc")]
+pub use rmicro_transport_grpc as transport_grpc;
 #[cfg(feature = "transport-http")]
 pub use rmicro_transport_http as transport_http;
 

@@ -109,7 +109,7 @@ impl Drop for AbortOnDrop {
 #[derive(Debug)]
 enum State {
     Waiting(AbortOnDrop),
-    Streaming(Streaming<Bytes>),
+    Streaming(Box<Streaming<Bytes>>),
     Done,
 }
 
@@ -130,7 +130,7 @@ impl MessageSource for Responses {
                     match answer? {
                         Ok(response) => {
                             self.header = Some(wire::metadata_from(response.metadata()));
-                            self.state = State::Streaming(response.into_inner());
+                            self.state = State::Streaming(Box::new(response.into_inner()));
                         }
                         Err(status) => {
                             self.header.get_or_insert_with(|| wire::metadata_from(status.metadata()));
