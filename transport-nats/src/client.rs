@@ -1,0 +1,341 @@
+//! The calling side: per dialled node, one inbox subscription (`<inbox>.>`) receives the frames
+//! of every call, routed by call id; nothing is subscribed per call.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use async_nats::{Client, HeaderMap};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use rmicro_core::metadata::Metadata;
+use rmicro_core::transport::{CallHead, ClientCall, Connection, MessageSink, MessageSource};
+use rmicro_core::{Error, Result};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::frame::{
+    self, CALL, CONTENT_TYPE, CREDIT, ENDPOINT, KIND, LAST, REFUSED, REPLY, SERVICE, STREAM, TIMEOUT, WINDOW, header,
+};
+use crate::{nats_error, too_large};
+
+/// What arrives for a call.
+#[derive(Debug)]
+pub(crate) enum Inbound {
+    Header(Metadata),
+    Message(Bytes),
+    End(Result<()>),
+}
+
+/// The calls in progress on one connection, by call id.
+#[derive(Default)]
+pub(crate) struct Calls {
+    calls: Mutex<HashMap<String, (mpsc::UnboundedSender<Inbound>, Arc<Semaphore>)>>,
+}
+
+impl Calls {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (mpsc::UnboundedSender<Inbound>, Arc<Semaphore>)>> {
+        self.calls.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Fails every call in progress (the connection to NATS was lost).
+    pub(crate) fn fail_all(&self, why: &str) {
+        for (_, (frames, _)) in self.lock().drain() {
+            let _ = frames.send(Inbound::End(Err(Error::unavailable(why.to_owned()))));
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+pub(crate) struct NatsConnection {
+    client: Client,
+    node: String,
+    inbox: String,
+    calls: Arc<Calls>,
+    next: AtomicU64,
+    router: JoinHandle<()>,
+    max: usize,
+}
+
+impl std::fmt::Debug for NatsConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsConnection")
+            .field("node", &self.node)
+            .field("calls", &self.calls.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for NatsConnection {
+    fn drop(&mut self) {
+        self.router.abort();
+    }
+}
+
+pub(crate) async fn dial(
+    client: Client,
+    node: &str,
+    max: usize,
+    live: &Mutex<Vec<Weak<Calls>>>,
+) -> Result<NatsConnection> {
+    let inbox = client.new_inbox();
+    let replies =
+        client.subscribe(format!("{inbox}.>")).await.map_err(|e| nats_error("subscribing to replies", e).unsent())?;
+    let calls = Arc::new(Calls::default());
+    live.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(Arc::downgrade(&calls));
+    let router = tokio::spawn(route(replies, calls.clone(), node.to_owned()));
+    Ok(NatsConnection { client, node: node.to_owned(), inbox, calls, next: AtomicU64::new(0), router, max })
+}
+
+/// Hands each reply frame to its call.
+async fn route(mut replies: async_nats::Subscriber, calls: Arc<Calls>, node: String) {
+    while let Some(message) = replies.next().await {
+        let Some(call_id) = message.subject.rsplit('.').next().map(str::to_owned) else { continue };
+        let inbound = if message.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
+            Inbound::End(Err(Error::unavailable(format!("nothing listens on {node}")).unsent()))
+        } else {
+            let Some(headers) = message.headers.as_ref() else { continue };
+            match header(headers, KIND) {
+                Some("header") => Inbound::Header(frame::metadata_from(headers)),
+                Some("msg") => Inbound::Message(message.payload.clone()),
+                Some("credit") => {
+                    let more = header(headers, CREDIT).and_then(|c| c.parse().ok()).unwrap_or(0);
+                    if let Some((_, credit)) = calls.lock().get(&call_id) {
+                        credit.add_permits(more);
+                    }
+                    continue;
+                }
+                Some("end") => {
+                    let metadata = frame::metadata_from(headers);
+                    let frames = calls.lock().remove(&call_id);
+                    let Some((frames, _)) = frames else { continue };
+                    let _ = frames.send(Inbound::Header(metadata));
+                    if header(headers, REPLY) == Some("1") {
+                        let _ = frames.send(Inbound::Message(message.payload.clone()));
+                    }
+                    let status = if header(headers, "micro-status") == Some("error") {
+                        let error = Error::from_json(&message.payload);
+                        Err(if header(headers, REFUSED) == Some("1") { error.unsent() } else { error })
+                    } else {
+                        Ok(())
+                    };
+                    let _ = frames.send(Inbound::End(status));
+                    continue;
+                }
+                _ => continue,
+            }
+        };
+        let ended = matches!(inbound, Inbound::End(_));
+        let frames = if ended {
+            calls.lock().remove(&call_id).map(|c| c.0)
+        } else {
+            calls.lock().get(&call_id).map(|c| c.0.clone())
+        };
+        if let Some(frames) = frames {
+            let _ = frames.send(inbound);
+        }
+    }
+}
+
+impl NatsConnection {
+    fn open_headers(&self, head: &CallHead, call_id: &str) -> HeaderMap {
+        let mut headers = frame::kind("open");
+        headers.insert(CALL, call_id);
+        headers.insert(SERVICE, head.service.as_str());
+        headers.insert(ENDPOINT, head.endpoint.as_str());
+        headers.insert(CONTENT_TYPE, head.content_type.as_str());
+        if let Some(timeout) = head.timeout {
+            headers.insert(TIMEOUT, frame::timeout_header(timeout).as_str());
+        }
+        if head.stream {
+            headers.insert(STREAM, "1");
+        }
+        frame::insert_metadata(&mut headers, &head.metadata);
+        headers
+    }
+}
+
+#[async_trait]
+impl Connection for NatsConnection {
+    async fn open(&self, head: CallHead) -> Result<ClientCall> {
+        let token = self.inbox.rsplit('.').next().unwrap_or_default();
+        let call_id = format!("{token}-{}", self.next.fetch_add(1, Ordering::Relaxed));
+        let reply = format!("{}.{call_id}", self.inbox);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let credit = Arc::new(Semaphore::new(WINDOW));
+        self.calls.lock().insert(call_id.clone(), (tx, credit.clone()));
+        let open = self.open_headers(&head, &call_id);
+        if head.stream {
+            self.client
+                .publish_with_reply_and_headers(format!("{}.open", self.node), reply, open.clone(), Bytes::new())
+                .await
+                .map_err(|e| nats_error("opening a stream", e).unsent())?;
+        }
+        let frames_subject = format!("{}.c.{call_id}", self.node);
+        Ok(ClientCall {
+            requests: Box::new(Sink {
+                client: self.client.clone(),
+                node: self.node.clone(),
+                frames_subject: frames_subject.clone(),
+                reply: format!("{}.{call_id}", self.inbox),
+                open: (!head.stream).then_some(open),
+                pending: None,
+                credit,
+                max: self.max,
+            }),
+            responses: Box::new(Responses {
+                rx,
+                header: None,
+                done: false,
+                stream: head.stream,
+                consumed: 0,
+                client: self.client.clone(),
+                frames_subject,
+                call_id,
+                calls: self.calls.clone(),
+                max: self.max,
+            }),
+        })
+    }
+
+    fn is_closed(&self) -> bool {
+        self.router.is_finished()
+    }
+}
+
+struct Sink {
+    client: Client,
+    node: String,
+    frames_subject: String,
+    reply: String,
+    /// For a unary call: the open frame, sent with the request when the call is closed.
+    open: Option<HeaderMap>,
+    pending: Option<Bytes>,
+    credit: Arc<Semaphore>,
+    max: usize,
+}
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sink").field("frames", &self.frames_subject).finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl MessageSink for Sink {
+    async fn send(&mut self, message: Bytes) -> Result<()> {
+        if message.len() > self.max {
+            return Err(too_large(message.len(), self.max));
+        }
+        if self.open.is_some() {
+            if self.pending.replace(message).is_some() {
+                return Err(Error::bad_request("a unary call carries one request message"));
+            }
+            return Ok(());
+        }
+        let permit = self.credit.acquire().await.map_err(|_| Error::canceled("the call ended"))?;
+        permit.forget();
+        self.client
+            .publish_with_headers(self.frames_subject.clone(), frame::kind("msg"), message)
+            .await
+            .map_err(|e| nats_error("sending a message", e))
+    }
+
+    async fn close(&mut self) -> Result<()> {
+        match self.open.take() {
+            Some(mut open) => {
+                open.insert(LAST, "1");
+                let body = self.pending.take().unwrap_or_default();
+                self.client
+                    .publish_with_reply_and_headers(format!("{}.open", self.node), self.reply.clone(), open, body)
+                    .await
+                    .map_err(|e| nats_error("sending a call", e).unsent())
+            }
+            None => self
+                .client
+                .publish_with_headers(self.frames_subject.clone(), frame::kind("close"), Bytes::new())
+                .await
+                .map_err(|e| nats_error("closing a stream", e)),
+        }
+    }
+}
+
+struct Responses {
+    rx: mpsc::UnboundedReceiver<Inbound>,
+    header: Option<Metadata>,
+    done: bool,
+    stream: bool,
+    consumed: usize,
+    client: Client,
+    frames_subject: String,
+    call_id: String,
+    calls: Arc<Calls>,
+    max: usize,
+}
+
+impl std::fmt::Debug for Responses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Responses").field("call", &self.call_id).finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl MessageSource for Responses {
+    async fn recv(&mut self) -> Result<Option<Bytes>> {
+        if self.done {
+            return Ok(None);
+        }
+        loop {
+            match self.rx.recv().await {
+                Some(Inbound::Header(metadata)) => self.header = Some(metadata),
+                Some(Inbound::Message(message)) if message.len() > self.max => {
+                    return Err(too_large(message.len(), self.max));
+                }
+                Some(Inbound::Message(message)) => {
+                    self.header.get_or_insert_with(Metadata::new);
+                    self.consumed += 1;
+                    if self.stream && self.consumed % (WINDOW / 2) == 0 {
+                        let mut credit = frame::kind("credit");
+                        credit.insert(CREDIT, (WINDOW / 2).to_string().as_str());
+                        let _ =
+                            self.client.publish_with_headers(self.frames_subject.clone(), credit, Bytes::new()).await;
+                    }
+                    return Ok(Some(message));
+                }
+                Some(Inbound::End(status)) => {
+                    self.done = true;
+                    self.header.get_or_insert_with(Metadata::new);
+                    return status.map(|()| None);
+                }
+                None => {
+                    self.done = true;
+                    return Err(Error::unavailable("the connection to NATS was lost"));
+                }
+            }
+        }
+    }
+
+    fn header(&self) -> Option<&Metadata> {
+        self.header.as_ref()
+    }
+}
+
+/// A call dropped before its end is cancelled on the server, and forgotten here.
+impl Drop for Responses {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        self.calls.lock().remove(&self.call_id);
+        let (client, subject) = (self.client.clone(), self.frames_subject.clone());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = client.publish_with_headers(subject, frame::kind("cancel"), Bytes::new()).await;
+            });
+        }
+    }
+}
