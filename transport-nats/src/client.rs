@@ -28,14 +28,17 @@ pub(crate) enum Inbound {
     End(Result<()>),
 }
 
+/// Where a call's frames go, and the credit its requests may use.
+type CallRoute = (mpsc::UnboundedSender<Inbound>, Arc<Semaphore>);
+
 /// The calls in progress on one connection, by call id.
 #[derive(Default)]
 pub(crate) struct Calls {
-    calls: Mutex<HashMap<String, (mpsc::UnboundedSender<Inbound>, Arc<Semaphore>)>>,
+    calls: Mutex<HashMap<String, CallRoute>>,
 }
 
 impl Calls {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (mpsc::UnboundedSender<Inbound>, Arc<Semaphore>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CallRoute>> {
         self.calls.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 

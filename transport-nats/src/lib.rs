@@ -93,7 +93,7 @@ impl NatsTransport {
             .connect(url)
             .await
             .map_err(|e| nats_error(&format!("connecting to {url}"), e).unsent())?;
-        let max_message_size = usize::try_from(client.server_info().max_payload).unwrap_or(1 << 20);
+        let max_message_size = client.server_info().max_payload;
         Ok(NatsTransport { client, max_message_size, live })
     }
 
