@@ -3,10 +3,11 @@
 //! | Flag | Environment | Default |
 //! |---|---|---|
 //! | `--transport` | `MICRO_TRANSPORT` | `http` if compiled in, else `memory` |
+//! | `--transport_address` | `MICRO_TRANSPORT_ADDRESS` | backend's own (NATS: `nats://127.0.0.1:4222`) |
 //! | `--registry` | `MICRO_REGISTRY` | `mdns` if compiled in, else `memory` |
 //! | `--registry_address` | `MICRO_REGISTRY_ADDRESS` | backend's own: mDNS, interface addresses (`127.0.0.1`); etcd, endpoints (`127.0.0.1:2379`); Consul, the agent (`127.0.0.1:8500`); lists comma-separated |
 //! | `--broker` | `MICRO_BROKER` | `http` if compiled in, else `memory` |
-//! | `--broker_address` | `MICRO_BROKER_ADDRESS` | backend's own (HTTP broker: where subscribers listen) |
+//! | `--broker_address` | `MICRO_BROKER_ADDRESS` | backend's own (HTTP broker: where subscribers listen; NATS: `nats://127.0.0.1:4222`) |
 //! | `--server_address` | `MICRO_SERVER_ADDRESS` | the transport's choice |
 //! | `--register_ttl` | `MICRO_REGISTER_TTL` | 90 (seconds) |
 //! | `--register_interval` | `MICRO_REGISTER_INTERVAL` | 30 (seconds) |
@@ -29,6 +30,8 @@ use rmicro_core::{Error, Result};
 pub struct Options {
     /// Transport name.
     pub transport: String,
+    /// Transport address, in the transport's own terms.
+    pub transport_address: Option<String>,
     /// Registry name.
     pub registry: String,
     /// Registry address, in the registry's own terms.
@@ -50,6 +53,7 @@ impl Default for Options {
         let pick = |compiled: bool, name: &str| if compiled { name } else { "memory" }.to_owned();
         Options {
             transport: pick(cfg!(feature = "transport-http"), "http"),
+            transport_address: None,
             registry: pick(cfg!(feature = "registry-mdns"), "mdns"),
             registry_address: None,
             broker: pick(cfg!(feature = "broker-http"), "http"),
@@ -66,12 +70,15 @@ const KNOWN: &[(&str, &str, Option<&str>)] = &[
     ("transport", "memory", None),
     ("transport", "http", Some("transport-http")),
     ("transport", "grpc", Some("transport-grpc")),
+    ("transport", "nats", Some("transport-nats")),
     ("registry", "memory", None),
     ("registry", "mdns", Some("registry-mdns")),
     ("registry", "etcd", Some("registry-etcd")),
     ("registry", "consul", Some("registry-consul")),
     ("broker", "memory", None),
     ("broker", "http", Some("broker-http")),
+    ("broker", "nats", Some("broker-nats")),
+    ("broker", "jetstream", Some("broker-nats")),
 ];
 
 /// The error for a backend this build cannot make.
@@ -137,6 +144,7 @@ impl Options {
         set(&mut self.transport, "transport");
         set(&mut self.registry, "registry");
         set(&mut self.broker, "broker");
+        self.transport_address = get("transport_address").or(self.transport_address);
         self.registry_address = get("registry_address").or(self.registry_address);
         self.broker_address = get("broker_address").or(self.broker_address);
         self.server_address = get("server_address").or(self.server_address);
@@ -151,13 +159,18 @@ impl Options {
     }
 
     /// The transport named by the options.
-    pub fn transport(&self) -> Result<Arc<dyn Transport>> {
+    pub async fn transport(&self) -> Result<Arc<dyn Transport>> {
         match self.transport.as_str() {
             "memory" => Ok(Arc::new(MemoryTransport::new())),
             #[cfg(feature = "transport-http")]
             "http" => Ok(Arc::new(rmicro_transport_http::HttpTransport::new())),
             #[cfg(feature = "transport-grpc")]
             "grpc" => Ok(Arc::new(rmicro_transport_grpc::GrpcTransport::new())),
+            #[cfg(feature = "transport-nats")]
+            "nats" => {
+                let url = self.transport_address.as_deref().unwrap_or("nats://127.0.0.1:4222");
+                Ok(Arc::new(rmicro_transport_nats::NatsTransport::connect(url).await?))
+            }
             other => Err(unavailable("transport", other)),
         }
     }
@@ -200,7 +213,7 @@ impl Options {
     }
 
     /// The broker named by the options; brokers that find subscribers through the registry use `registry`.
-    pub fn broker(&self, registry: &Arc<dyn Registry>) -> Result<Arc<dyn Broker>> {
+    pub async fn broker(&self, registry: &Arc<dyn Registry>) -> Result<Arc<dyn Broker>> {
         let _ = registry;
         match self.broker.as_str() {
             "memory" => Ok(Arc::new(MemoryBroker::new())),
@@ -212,15 +225,24 @@ impl Options {
                 }
                 Ok(Arc::new(builder.build()))
             }
+            #[cfg(feature = "broker-nats")]
+            name @ ("nats" | "jetstream") => {
+                let url = self.broker_address.as_deref().unwrap_or("nats://127.0.0.1:4222");
+                let mut config = rmicro_broker_nats::NatsConfig::new(url);
+                if name == "jetstream" {
+                    config = config.jetstream(rmicro_broker_nats::JetStreamConfig::default());
+                }
+                Ok(Arc::new(rmicro_broker_nats::NatsBroker::connect(config).await?))
+            }
             other => Err(unavailable("broker", other)),
         }
     }
 
     /// A service builder with the chosen backends and server address.
     pub async fn service(&self, name: &str) -> Result<ServiceBuilder> {
-        let transport = self.transport()?;
+        let transport = self.transport().await?;
         let registry = self.registry().await?;
-        let broker = self.broker(&registry)?;
+        let broker = self.broker(&registry).await?;
         let mut builder = Service::builder(name).transport(transport).registry(registry).broker(broker);
         if let Some(address) = &self.server_address {
             builder = builder.address(address.clone());
@@ -244,7 +266,6 @@ mod tests {
     use super::*;
 
     /// Runs a future that completes without waiting (backend construction that fails at once).
-    #[cfg(not(feature = "registry-etcd"))]
     fn block_on<F: std::future::Future>(future: F) -> F::Output {
         tokio::runtime::Builder::new_current_thread().build().expect("a runtime").block_on(future)
     }
@@ -264,7 +285,7 @@ mod tests {
     #[test]
     fn a_backend_not_compiled_in_names_its_feature() {
         let options = Options { transport: "smoke-signals".into(), ..Options::default() };
-        let err = options.transport().unwrap_err();
+        let err = block_on(options.transport()).unwrap_err();
         assert!(err.detail.contains("unknown transport \"smoke-signals\""), "{err}");
         #[cfg(not(feature = "registry-etcd"))]
         {
@@ -275,7 +296,12 @@ mod tests {
         #[cfg(not(feature = "transport-http"))]
         {
             let options = Options { transport: "http".into(), ..Options::default() };
-            assert!(options.transport().unwrap_err().detail.contains("enable the rmicro feature \"transport-http\""));
+            assert!(
+                block_on(options.transport())
+                    .unwrap_err()
+                    .detail
+                    .contains("enable the rmicro feature \"transport-http\"")
+            );
         }
     }
 }
