@@ -26,10 +26,18 @@ pub(crate) struct GrpcConnection {
     max: usize,
 }
 
-pub(crate) async fn dial(address: &str, max: usize) -> Result<GrpcConnection> {
-    let endpoint = Channel::from_shared(format!("http://{address}"))
+pub(crate) async fn dial(
+    address: &str,
+    max: usize,
+    tls: Option<tonic::transport::ClientTlsConfig>,
+) -> Result<GrpcConnection> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint = Channel::from_shared(format!("{scheme}://{address}"))
         .map_err(|e| Error::bad_request(format!("gRPC address {address:?}: {e}")))?
         .tcp_nodelay(true);
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls).map_err(|e| Error::bad_request(format!("gRPC TLS: {e}")))?;
+    }
     let channel = endpoint
         .connect()
         .await

@@ -30,12 +30,13 @@
 //! | Builder | Default | |
 //! |---|---|---|
 //! | [`GrpcTransport::max_message_size`] | 4 MiB | larger messages are refused (RESOURCE_EXHAUSTED / OUT_OF_RANGE) |
+//! | [`GrpcTransport::tls`] | none | TLS for listening (identity) and dialling (trust) |
 //!
 //! # Capabilities
 //!
 //! - [x] standard gRPC wire format, unary and all streaming kinds, metadata, deadlines, cancellation
 //! - [x] interoperates with tonic and Python grpcio (tested both ways)
-//! - [ ] TLS (not yet)
+//! - [x] TLS through rustls ([`TlsConfig`]: certificate and key to serve, CA and name to dial)
 //!
 //! # Tests
 //!
@@ -46,6 +47,7 @@
 mod client;
 mod server;
 mod status;
+mod tls;
 mod wire;
 
 use std::sync::Arc;
@@ -54,10 +56,13 @@ use async_trait::async_trait;
 use rmicro_core::Result;
 use rmicro_core::transport::{Connection, DEFAULT_MAX_MESSAGE_SIZE, Listener, Transport};
 
+pub use tls::TlsConfig;
+
 /// The gRPC transport.
 #[derive(Clone, Debug)]
 pub struct GrpcTransport {
     max_message_size: usize,
+    tls: TlsConfig,
 }
 
 impl Default for GrpcTransport {
@@ -69,12 +74,18 @@ impl Default for GrpcTransport {
 impl GrpcTransport {
     /// A transport with gRPC's default 4 MiB message limit.
     pub fn new() -> GrpcTransport {
-        GrpcTransport { max_message_size: DEFAULT_MAX_MESSAGE_SIZE }
+        GrpcTransport { max_message_size: DEFAULT_MAX_MESSAGE_SIZE, tls: TlsConfig::default() }
     }
 
     /// Sets the largest message either side accepts.
     pub fn max_message_size(mut self, bytes: usize) -> GrpcTransport {
         self.max_message_size = bytes;
+        self
+    }
+
+    /// Serves and dials over TLS (rustls) as `tls` says.
+    pub fn tls(mut self, tls: TlsConfig) -> GrpcTransport {
+        self.tls = tls;
         self
     }
 }
@@ -86,10 +97,10 @@ impl Transport for GrpcTransport {
     }
 
     async fn listen(&self, address: &str) -> Result<Box<dyn Listener>> {
-        Ok(Box::new(server::listen(address, self.max_message_size).await?))
+        Ok(Box::new(server::listen(address, self.max_message_size, self.tls.acceptor()?).await?))
     }
 
     async fn dial(&self, address: &str) -> Result<Arc<dyn Connection>> {
-        Ok(Arc::new(client::dial(address, self.max_message_size).await?))
+        Ok(Arc::new(client::dial(address, self.max_message_size, self.tls.client()).await?))
     }
 }

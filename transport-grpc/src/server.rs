@@ -20,6 +20,7 @@ use rmicro_core::{Error, Result};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 use tonic::body::Body;
@@ -69,14 +70,14 @@ impl Listener for GrpcListener {
     }
 }
 
-pub(crate) async fn listen(address: &str, max: usize) -> Result<GrpcListener> {
+pub(crate) async fn listen(address: &str, max: usize, tls: Option<TlsAcceptor>) -> Result<GrpcListener> {
     let address = if address.is_empty() { "127.0.0.1:0" } else { address };
     let tcp =
         TcpListener::bind(address).await.map_err(|e| Error::unavailable(format!("cannot listen on {address}: {e}")))?;
     let local = tcp.local_addr().map_err(|e| Error::internal(format!("listener has no address: {e}")))?;
     let (tx, calls) = mpsc::channel(ACCEPT_BACKLOG);
     let (connections, closing) = (TaskTracker::new(), CancellationToken::new());
-    let acceptor = tokio::spawn(accept(tcp, tx, max, connections.clone(), closing.clone()));
+    let acceptor = tokio::spawn(accept(tcp, tx, max, tls, connections.clone(), closing.clone()));
     Ok(GrpcListener { address: local.to_string(), calls, acceptor, connections, closing })
 }
 
@@ -84,6 +85,7 @@ async fn accept(
     tcp: TcpListener,
     calls: mpsc::Sender<IncomingCall>,
     max: usize,
+    tls: Option<TlsAcceptor>,
     connections: TaskTracker,
     closing: CancellationToken,
 ) {
@@ -93,23 +95,42 @@ async fn accept(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (calls, closing) = (calls.clone(), closing.clone());
+        let (calls, closing, tls) = (calls.clone(), closing.clone(), tls.clone());
         connections.spawn(async move {
-            let service = service_fn(move |req| serve(req, calls.clone(), max));
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            let ended = tokio::select! {
-                ended = connection.as_mut() => ended,
-                _ = closing.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            };
-            if let Err(e) = ended {
-                tracing::debug!(%peer, error = %e, "gRPC connection ended with an error");
+            match tls {
+                Some(tls) => match tls.accept(stream).await {
+                    Ok(stream) => serve_connection(TokioIo::new(stream), calls, max, closing, peer).await,
+                    Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                },
+                None => serve_connection(TokioIo::new(stream), calls, max, closing, peer).await,
             }
         });
+    }
+}
+
+/// Serves one connection (plain or TLS) until it ends or, on shutdown, finishes its calls.
+async fn serve_connection<I>(
+    io: I,
+    calls: mpsc::Sender<IncomingCall>,
+    max: usize,
+    closing: CancellationToken,
+    peer: std::net::SocketAddr,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| serve(req, calls.clone(), max));
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let connection = builder.serve_connection(io, service);
+    tokio::pin!(connection);
+    let ended = tokio::select! {
+        ended = connection.as_mut() => ended,
+        _ = closing.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(%peer, error = %e, "gRPC connection ended with an error");
     }
 }
 
