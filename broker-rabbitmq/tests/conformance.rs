@@ -1,0 +1,17 @@
+//! The RabbitMQ broker against the core broker suite on the real broker at
+//! `MICRO_TEST_AMQP_URL` (default `amqp://guest:guest@127.0.0.1:5672/%2f`).
+
+use std::sync::Arc;
+
+use rmicro_broker_rabbitmq::{RabbitBroker, RabbitConfig};
+use rmicro_core::broker::Broker;
+
+fn url() -> String {
+    std::env::var("MICRO_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
+rmicro_core::broker_conformance!(|| async {
+    let broker = RabbitBroker::new(RabbitConfig::new(url()).exchange("rmicro-conformance"));
+    broker.connect().await.unwrap_or_else(|e| panic!("RabbitMQ at {}: {e}", url()));
+    Arc::new(broker) as Arc<dyn Broker>
+});
