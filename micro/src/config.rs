@@ -7,7 +7,7 @@
 //! | `--registry` | `MICRO_REGISTRY` | `mdns` if compiled in, else `memory` |
 //! | `--registry_address` | `MICRO_REGISTRY_ADDRESS` | backend's own: mDNS, interface addresses (`127.0.0.1`); etcd, endpoints (`127.0.0.1:2379`); Consul, the agent (`127.0.0.1:8500`); lists comma-separated |
 //! | `--broker` | `MICRO_BROKER` | `http` if compiled in, else `memory` |
-//! | `--broker_address` | `MICRO_BROKER_ADDRESS` | backend's own (HTTP broker: where subscribers listen; NATS: `nats://127.0.0.1:4222`) |
+//! | `--broker_address` | `MICRO_BROKER_ADDRESS` | backend's own (HTTP broker: where subscribers listen; NATS: `nats://127.0.0.1:4222`; RabbitMQ: `amqp://guest:guest@127.0.0.1:5672/%2f`; Kafka: `127.0.0.1:9092`) |
 //! | `--server_address` | `MICRO_SERVER_ADDRESS` | the transport's choice |
 //! | `--register_ttl` | `MICRO_REGISTER_TTL` | 90 (seconds) |
 //! | `--register_interval` | `MICRO_REGISTER_INTERVAL` | 30 (seconds) |
@@ -79,6 +79,8 @@ const KNOWN: &[(&str, &str, Option<&str>)] = &[
     ("broker", "http", Some("broker-http")),
     ("broker", "nats", Some("broker-nats")),
     ("broker", "jetstream", Some("broker-nats")),
+    ("broker", "rabbitmq", Some("broker-rabbitmq")),
+    ("broker", "kafka", Some("broker-kafka")),
 ];
 
 /// The error for a backend this build cannot make.
@@ -233,6 +235,16 @@ impl Options {
                     config = config.jetstream(rmicro_broker_nats::JetStreamConfig::default());
                 }
                 Ok(Arc::new(rmicro_broker_nats::NatsBroker::connect(config).await?))
+            }
+            #[cfg(feature = "broker-rabbitmq")]
+            "rabbitmq" => {
+                let url = self.broker_address.as_deref().unwrap_or("amqp://guest:guest@127.0.0.1:5672/%2f");
+                Ok(Arc::new(rmicro_broker_rabbitmq::RabbitBroker::new(rmicro_broker_rabbitmq::RabbitConfig::new(url))))
+            }
+            #[cfg(feature = "broker-kafka")]
+            "kafka" => {
+                let brokers = self.broker_address.as_deref().unwrap_or("127.0.0.1:9092");
+                Ok(Arc::new(rmicro_broker_kafka::KafkaBroker::new(rmicro_broker_kafka::KafkaConfig::new(brokers))?))
             }
             other => Err(unavailable("broker", other)),
         }

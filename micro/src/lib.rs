@@ -32,6 +32,8 @@
 //! | transport | gRPC on tonic (`transport_grpc`) | `transport-grpc` | |
 //! | transport | NATS request/reply and streams (`transport_nats`) | `transport-nats` | |
 //! | broker | NATS core and JetStream (`broker_nats`) | `broker-nats` | |
+//! | broker | RabbitMQ (`broker_rabbitmq`) | `broker-rabbitmq` | |
+//! | broker | Kafka (`broker_kafka`; builds librdkafka) | `broker-kafka` | |
 //! | registry | multicast DNS ([`registry_mdns`]) | `registry-mdns` | yes |
 //! | broker | embedded HTTP ([`broker_http`]) | `broker-http` | yes |
 //! | registry | etcd v3 (`registry_etcd`; building needs `protoc`) | `registry-etcd` | |
@@ -45,8 +47,12 @@ pub mod config;
 
 #[cfg(feature = "broker-http")]
 pub use rmicro_broker_http as broker_http;
+#[cfg(feature = "broker-kafka")]
+pub use rmicro_broker_kafka as broker_kafka;
 #[cfg(feature = "broker-nats")]
 pub use rmicro_broker_nats as broker_nats;
+#[cfg(feature = "broker-rabbitmq")]
+pub use rmicro_broker_rabbitmq as broker_rabbitmq;
 pub use rmicro_core::*;
 #[cfg(feature = "registry-consul")]
 pub use rmicro_registry_consul as registry_consul;
