@@ -3,24 +3,20 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
-use futures::FutureExt;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use rmicro_core::broker::{AckMode, Acknowledger, Delivery, Handler, Message};
+use rmicro_core::broker::{AckMode, Delivery, Handler, Message, handle_safely, settle_channel};
 use rmicro_core::metadata::Metadata;
 use rmicro_core::{Error, Result};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// Prefix of the HTTP headers that carry message headers.
@@ -122,15 +118,9 @@ async fn deliver(
 /// Runs the handler once; `Ok` when the message was acknowledged (auto: the handler returned
 /// `Ok`; manual: it called `ack`).
 async fn handle_once(subscriber: &Subscriber, topic: &str, message: Message, attempt: u32) -> Result<()> {
-    let (settled_tx, settled) = oneshot::channel();
-    let acker = match subscriber.ack {
-        AckMode::Manual => Some(Box::new(OneShotAcker { settled: Some(settled_tx) }) as Box<dyn Acknowledger>),
-        AckMode::Auto => None,
-    };
-    let outcome = AssertUnwindSafe(subscriber.handler.handle(Delivery::new(topic, message, attempt, acker)))
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|_| Err(Error::internal("the subscriber's handler panicked")));
+    let (acker, settled) = settle_channel();
+    let manual = (subscriber.ack == AckMode::Manual).then_some(acker);
+    let outcome = handle_safely(&*subscriber.handler, Delivery::new(topic, message, attempt, manual)).await;
     match subscriber.ack {
         AckMode::Auto => outcome,
         AckMode::Manual => match settled.await {
@@ -138,28 +128,5 @@ async fn handle_once(subscriber: &Subscriber, topic: &str, message: Message, att
             Ok(false) => Err(Error::internal("the handler nacked the message")),
             Err(_) => Err(outcome.err().unwrap_or_else(|| Error::internal("the handler neither acked nor nacked"))),
         },
-    }
-}
-
-/// Reports the handler's manual ack or nack.
-#[derive(Debug)]
-struct OneShotAcker {
-    settled: Option<oneshot::Sender<bool>>,
-}
-
-#[async_trait]
-impl Acknowledger for OneShotAcker {
-    async fn ack(&mut self) -> Result<()> {
-        if let Some(tx) = self.settled.take() {
-            let _ = tx.send(true);
-        }
-        Ok(())
-    }
-
-    async fn nack(&mut self) -> Result<()> {
-        if let Some(tx) = self.settled.take() {
-            let _ = tx.send(false);
-        }
-        Ok(())
     }
 }

@@ -4,15 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{Message as _, Offset, TopicPartitionList};
-use rmicro_core::broker::{AckMode, Acknowledger, Delivery, Handler, Message, SubscribeOptions, Subscription};
+use rmicro_core::Result;
+use rmicro_core::broker::{
+    AckMode, Delivery, Handler, Message, SubscribeOptions, Subscription, WorkerSubscription, handle_safely,
+    settle_channel,
+};
 use rmicro_core::metadata::Metadata;
-use rmicro_core::{Error, Result};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::{KafkaConfig, kafka_error};
@@ -63,7 +63,7 @@ pub(crate) async fn start(
     };
     let stop = CancellationToken::new();
     let worker = tokio::spawn(run(consumer, topic.to_owned(), handler, options.ack, stop.clone()));
-    Ok(Box::new(KafkaSubscription { topic: topic.to_owned(), queue: options.queue, stop, worker: Some(worker) }))
+    Ok(Box::new(WorkerSubscription::new(topic, options.queue, stop, worker)))
 }
 
 fn headers_of(message: &BorrowedMessage<'_>) -> Metadata {
@@ -101,16 +101,9 @@ async fn run(
         };
         let delivered =
             Message { headers: headers_of(&message), body: message.payload().unwrap_or_default().to_vec().into() };
-        let (settled_tx, settled) = oneshot::channel();
-        let manual = (ack == AckMode::Manual)
-            .then(|| Box::new(KafkaAcker { settled: Some(settled_tx) }) as Box<dyn Acknowledger>);
-        let outcome = {
-            use futures::FutureExt;
-            std::panic::AssertUnwindSafe(handler.handle(Delivery::new(&topic, delivered, attempts.2, manual)))
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|_| Err(Error::internal("the handler panicked")))
-        };
+        let (acker, settled) = settle_channel();
+        let manual = (ack == AckMode::Manual).then_some(acker);
+        let outcome = handle_safely(&*handler, Delivery::new(&topic, delivered, attempts.2, manual)).await;
         let handled = match ack {
             AckMode::Auto => outcome.is_ok(),
             AckMode::Manual => matches!(settled.await, Ok(true)),
@@ -125,61 +118,5 @@ async fn run(
                 tracing::warn!(%topic, error = %e, "seeking back failed");
             }
         }
-    }
-}
-
-/// Reports a manual ack or nack; dropped unsettled, it counts as a nack.
-#[derive(Debug)]
-struct KafkaAcker {
-    settled: Option<oneshot::Sender<bool>>,
-}
-
-#[async_trait]
-impl Acknowledger for KafkaAcker {
-    async fn ack(&mut self) -> Result<()> {
-        if let Some(tx) = self.settled.take() {
-            let _ = tx.send(true);
-        }
-        Ok(())
-    }
-
-    async fn nack(&mut self) -> Result<()> {
-        if let Some(tx) = self.settled.take() {
-            let _ = tx.send(false);
-        }
-        Ok(())
-    }
-}
-
-#[derive(Debug)]
-struct KafkaSubscription {
-    topic: String,
-    queue: Option<String>,
-    stop: CancellationToken,
-    worker: Option<JoinHandle<()>>,
-}
-
-#[async_trait]
-impl Subscription for KafkaSubscription {
-    fn topic(&self) -> &str {
-        &self.topic
-    }
-
-    fn queue(&self) -> Option<&str> {
-        self.queue.as_deref()
-    }
-
-    async fn unsubscribe(mut self: Box<Self>) -> Result<()> {
-        self.stop.cancel();
-        if let Some(worker) = self.worker.take() {
-            let _ = worker.await;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for KafkaSubscription {
-    fn drop(&mut self) {
-        self.stop.cancel();
     }
 }

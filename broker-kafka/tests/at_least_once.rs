@@ -20,12 +20,12 @@ fn brokers() -> String {
 
 async fn recorder(topic: &str, file: &std::path::Path) -> Child {
     let examples = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("examples");
-    let mut child = Command::new(examples.join("record"))
+    let mut child = Command::new(examples.join("kafka_record"))
         .args([&brokers(), topic, "recorders", file.to_str().unwrap()])
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .expect("the record example exists: `cargo test -p rmicro-broker-kafka` builds it (with --test, run `cargo build --examples` first)");
+        .expect("the kafka_record example exists: `cargo test -p rmicro-broker-kafka` builds it (with --test, run `cargo build --examples` first)");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let ready = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await.unwrap().unwrap();
     assert_eq!(ready.as_deref(), Some("subscribed"));

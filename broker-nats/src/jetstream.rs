@@ -6,11 +6,14 @@ use async_nats::jetstream::{self, AckKind, consumer, stream};
 use async_trait::async_trait;
 use futures::StreamExt;
 use rmicro_core::Result;
-use rmicro_core::broker::{AckMode, Acknowledger, Delivery, Handler, Message, SubscribeOptions, Subscription};
+use rmicro_core::broker::{
+    AckMode, Acknowledger, Delivery, Handler, Message, SubscribeOptions, Subscription, WorkerSubscription,
+    handle_safely,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::JetStreamConfig;
-use crate::{Running, handle, headers_of, metadata_of, nats_error};
+use crate::{headers_of, metadata_of, nats_error};
 
 #[derive(Clone, Debug)]
 pub(crate) struct Streams {
@@ -111,7 +114,7 @@ impl Streams {
                 let acker = Arc::new(acker);
                 let manual = (ack_mode == AckMode::Manual)
                     .then(|| Box::new(JetStreamAcker { acker: Some(acker.clone()) }) as Box<dyn Acknowledger>);
-                let outcome = handle(&*handler, Delivery::new(&topic_name, delivered, attempt, manual)).await;
+                let outcome = handle_safely(&*handler, Delivery::new(&topic_name, delivered, attempt, manual)).await;
                 if ack_mode == AckMode::Auto {
                     let settled = match &outcome {
                         Ok(()) => acker.ack().await,
@@ -129,7 +132,7 @@ impl Streams {
                 let _ = stream.delete_consumer(&name).await;
             }
         });
-        Ok(Box::new(Running { topic: topic.to_owned(), queue: options.queue, stop, worker: Some(worker) }))
+        Ok(Box::new(WorkerSubscription::new(topic, options.queue, stop, worker)))
     }
 }
 

@@ -50,16 +50,16 @@
 mod config;
 mod jetstream;
 
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use async_nats::HeaderMap;
 use async_trait::async_trait;
-use futures::{FutureExt, StreamExt};
-use rmicro_core::broker::{Broker, Capabilities, Delivery, Handler, Message, SubscribeOptions, Subscription};
+use futures::StreamExt;
+use rmicro_core::broker::{
+    Broker, Capabilities, Delivery, Handler, Message, SubscribeOptions, Subscription, WorkerSubscription, handle_safely,
+};
 use rmicro_core::metadata::Metadata;
 use rmicro_core::{Code, Error, Result};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{JetStreamConfig, NatsConfig};
@@ -87,14 +87,6 @@ pub(crate) fn metadata_of(headers: Option<&HeaderMap>) -> Metadata {
     headers
         .map(|h| h.iter().filter_map(|(k, v)| Some((k.to_string(), v.first()?.to_string()))).collect())
         .unwrap_or_default()
-}
-
-/// Runs a handler, turning a panic into an error so one bad message cannot stop the subscription.
-pub(crate) async fn handle(handler: &dyn Handler, delivery: Delivery) -> Result<()> {
-    AssertUnwindSafe(handler.handle(delivery))
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|_| Err(Error::internal("the handler panicked")))
 }
 
 impl NatsBroker {
@@ -169,46 +161,12 @@ impl Broker for NatsBroker {
                 };
                 let Some(message) = next else { break };
                 let delivered = Message { headers: metadata_of(message.headers.as_ref()), body: message.payload };
-                if let Err(e) = handle(&*handler, Delivery::new(&topic_name, delivered, 1, None)).await {
+                if let Err(e) = handle_safely(&*handler, Delivery::new(&topic_name, delivered, 1, None)).await {
                     tracing::warn!(topic = %topic_name, error = %e, "handler failed; core NATS does not redeliver");
                 }
             }
             let _ = subscriber.unsubscribe().await;
         });
-        Ok(Box::new(Running { topic: topic.to_owned(), queue: options.queue, stop, worker: Some(worker) }))
-    }
-}
-
-/// A subscription served by a task; unsubscribing lets the message in hand finish first.
-#[derive(Debug)]
-pub(crate) struct Running {
-    pub(crate) topic: String,
-    pub(crate) queue: Option<String>,
-    pub(crate) stop: CancellationToken,
-    pub(crate) worker: Option<JoinHandle<()>>,
-}
-
-#[async_trait]
-impl Subscription for Running {
-    fn topic(&self) -> &str {
-        &self.topic
-    }
-
-    fn queue(&self) -> Option<&str> {
-        self.queue.as_deref()
-    }
-
-    async fn unsubscribe(mut self: Box<Self>) -> Result<()> {
-        self.stop.cancel();
-        if let Some(worker) = self.worker.take() {
-            let _ = worker.await;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.stop.cancel();
+        Ok(Box::new(WorkerSubscription::new(topic, options.queue, stop, worker)))
     }
 }

@@ -12,9 +12,11 @@ use lapin::options::{
 };
 use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection, Consumer};
-use rmicro_core::broker::{AckMode, Acknowledger, Delivery, Handler, Message, SubscribeOptions, Subscription};
-use rmicro_core::{Error, Result};
-use tokio::task::JoinHandle;
+use rmicro_core::Result;
+use rmicro_core::broker::{
+    AckMode, Acknowledger, Delivery, Handler, Message, SubscribeOptions, Subscription, WorkerSubscription,
+    handle_safely,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::{RabbitConfig, amqp_error, metadata_of, open};
@@ -81,7 +83,7 @@ pub(crate) async fn start(
     let first = binding.consume().await?;
     let stop = CancellationToken::new();
     let worker = tokio::spawn(run(binding, first, handler, options.ack, stop.clone()));
-    Ok(Box::new(RabbitSubscription { topic: topic.to_owned(), queue: options.queue, stop, worker: Some(worker) }))
+    Ok(Box::new(WorkerSubscription::new(topic, options.queue, stop, worker)))
 }
 
 async fn run(
@@ -141,7 +143,7 @@ async fn run(
             let acker = Arc::new(delivery.acker);
             let manual = (ack == AckMode::Manual)
                 .then(|| Box::new(RabbitAcker { acker: Some(acker.clone()) }) as Box<dyn Acknowledger>);
-            let outcome = rmicro_core_handle(&*handler, Delivery::new(&binding.topic, message, attempt, manual)).await;
+            let outcome = handle_safely(&*handler, Delivery::new(&binding.topic, message, attempt, manual)).await;
             if ack == AckMode::Auto {
                 let settled = match &outcome {
                     Ok(()) => acker.ack(BasicAckOptions::default()).await,
@@ -156,15 +158,6 @@ async fn run(
             }
         }
     }
-}
-
-/// Runs a handler, turning a panic into an error so one message cannot stop the subscription.
-async fn rmicro_core_handle(handler: &dyn Handler, delivery: Delivery) -> Result<()> {
-    use futures::FutureExt;
-    std::panic::AssertUnwindSafe(handler.handle(delivery))
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|_| Err(Error::internal("the handler panicked")))
 }
 
 /// Settles a delivery by hand; dropped unsettled, it requeues the message.
@@ -208,38 +201,5 @@ impl Drop for RabbitAcker {
                 });
             }
         }
-    }
-}
-
-#[derive(Debug)]
-struct RabbitSubscription {
-    topic: String,
-    queue: Option<String>,
-    stop: CancellationToken,
-    worker: Option<JoinHandle<()>>,
-}
-
-#[async_trait]
-impl Subscription for RabbitSubscription {
-    fn topic(&self) -> &str {
-        &self.topic
-    }
-
-    fn queue(&self) -> Option<&str> {
-        self.queue.as_deref()
-    }
-
-    async fn unsubscribe(mut self: Box<Self>) -> Result<()> {
-        self.stop.cancel();
-        if let Some(worker) = self.worker.take() {
-            let _ = worker.await;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for RabbitSubscription {
-    fn drop(&mut self) {
-        self.stop.cancel();
     }
 }

@@ -20,12 +20,12 @@ fn url() -> String {
 
 async fn recorder(topic: &str, file: &std::path::Path) -> Child {
     let examples = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("examples");
-    let mut child = Command::new(examples.join("record"))
+    let mut child = Command::new(examples.join("rabbitmq_record"))
         .args([&url(), "rmicro-alo", topic, "recorders", file.to_str().unwrap()])
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .expect("the record example exists: `cargo test -p rmicro-broker-rabbitmq` builds it (with --test, run `cargo build --examples` first)");
+        .expect("the rabbitmq_record example exists: `cargo test -p rmicro-broker-rabbitmq` builds it (with --test, run `cargo build --examples` first)");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let ready = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await.unwrap().unwrap();
     assert_eq!(ready.as_deref(), Some("subscribed"));

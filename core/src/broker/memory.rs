@@ -1,12 +1,10 @@
 //! An in-process broker with queue groups and redelivery; it keeps nothing across restarts.
 
 use std::collections::HashMap;
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use futures::FutureExt;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -176,8 +174,7 @@ async fn consume(c: Consumer) {
             AckMode::Auto => Delivery::new(&c.topic, message, attempt, None),
             AckMode::Manual => Delivery::new(&c.topic, message, attempt, Some(Box::new(acker.take()))),
         };
-        let outcome = AssertUnwindSafe(c.handler.handle(delivery)).catch_unwind().await;
-        let handled = matches!(outcome, Ok(Ok(())));
+        let handled = super::handle_safely(&*c.handler, delivery).await.is_ok();
         if !handled {
             tracing::warn!(topic = %c.topic, attempt, "memory broker: handler failed; message will be redelivered");
         }

@@ -2,7 +2,7 @@
 //! per line, acking each after it is written; slow on purpose. The at-least-once test kills it
 //! with SIGKILL halfway and starts it again.
 //!
-//! Run with: `cargo run -p rmicro-broker-rabbitmq --example record -- <amqp-url> <exchange> <topic> <group> <file>`
+//! Run with: `cargo run -p rmicro-broker-rabbitmq --example rabbitmq_record -- <amqp-url> <exchange> <topic> <group> <file>`
 
 use std::io::Write;
 use std::sync::Arc;
@@ -15,7 +15,9 @@ use rmicro_core::broker::{Broker, Delivery, Handler, SubscribeOptions};
 async fn main() -> Result<(), rmicro_core::Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [url, exchange, topic, group, file] = args.as_slice() else {
-        return Err(rmicro_core::Error::bad_request("usage: record <amqp-url> <exchange> <topic> <group> <file>"));
+        return Err(rmicro_core::Error::bad_request(
+            "usage: rabbitmq_record <amqp-url> <exchange> <topic> <group> <file>",
+        ));
     };
     let file = file.clone();
     let broker = RabbitBroker::new(RabbitConfig::new(url.clone()).exchange(exchange.clone()).prefetch(8));

@@ -2,7 +2,7 @@
 //! per line, acking each after it is written; slow on purpose. The at-least-once test kills it
 //! with SIGKILL halfway and starts it again.
 //!
-//! Run with: `cargo run -p rmicro-broker-kafka --example record -- <brokers> <topic> <group> <file>`
+//! Run with: `cargo run -p rmicro-broker-kafka --example kafka_record -- <brokers> <topic> <group> <file>`
 
 use std::io::Write;
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use rmicro_core::broker::{Broker, Delivery, Handler, SubscribeOptions};
 async fn main() -> Result<(), rmicro_core::Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [brokers, topic, group, file] = args.as_slice() else {
-        return Err(rmicro_core::Error::bad_request("usage: record <brokers> <topic> <group> <file>"));
+        return Err(rmicro_core::Error::bad_request("usage: kafka_record <brokers> <topic> <group> <file>"));
     };
     let file = file.clone();
     let broker = KafkaBroker::new(KafkaConfig::new(brokers.clone()))?;
