@@ -2,7 +2,7 @@
 //! per line, acking each after it is written; slow on purpose. The at-least-once test kills it
 //! with SIGKILL halfway and starts it again.
 //!
-//! Run with: `cargo run -p rmicro-broker-kafka --example kafka_record -- <brokers> <topic> <group> <file>`
+//! Run with: `cargo run -p rmicro-broker-kafka --example kafka_record -- <brokers> <topic> <group> <file> [property=value ...]`
 
 use std::io::Write;
 use std::sync::Arc;
@@ -14,11 +14,19 @@ use rmicro_core::broker::{Broker, Delivery, Handler, SubscribeOptions};
 #[tokio::main]
 async fn main() -> Result<(), rmicro_core::Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [brokers, topic, group, file] = args.as_slice() else {
-        return Err(rmicro_core::Error::bad_request("usage: kafka_record <brokers> <topic> <group> <file>"));
+    let [brokers, topic, group, file, properties @ ..] = args.as_slice() else {
+        return Err(rmicro_core::Error::bad_request(
+            "usage: kafka_record <brokers> <topic> <group> <file> [property=value ...]",
+        ));
     };
     let file = file.clone();
-    let broker = KafkaBroker::new(KafkaConfig::new(brokers.clone()))?;
+    let mut config = KafkaConfig::new(brokers.clone());
+    for property in properties {
+        if let Some((key, value)) = property.split_once('=') {
+            config = config.property(key, value);
+        }
+    }
+    let broker = KafkaBroker::new(config)?;
     let handler: Arc<dyn Handler> = Arc::new(move |delivery: Delivery| {
         let file = file.clone();
         async move {

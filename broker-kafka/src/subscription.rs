@@ -19,14 +19,18 @@ use crate::{KafkaConfig, kafka_error};
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A consumer in `group`; the configured properties win over these defaults, except the
+/// group and the manual commits at-least-once delivery depends on.
 fn consumer(config: &KafkaConfig, group: &str, reset: &str) -> Result<StreamConsumer> {
-    config
-        .client()
+    let mut client = rdkafka::ClientConfig::new();
+    client.set("session.timeout.ms", "10000").set("auto.offset.reset", reset).set("bootstrap.servers", &config.brokers);
+    for (key, value) in &config.properties {
+        client.set(key, value);
+    }
+    client
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", reset)
-        .set("session.timeout.ms", "10000")
         .create()
         .map_err(|e| kafka_error("creating a consumer", e))
 }

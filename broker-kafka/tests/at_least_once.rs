@@ -18,10 +18,13 @@ fn brokers() -> String {
     std::env::var("MICRO_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
 }
 
-async fn recorder(topic: &str, file: &std::path::Path) -> Child {
+async fn recorder(topic: &str, group: &str, file: &std::path::Path) -> Child {
     let examples = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("examples");
     let mut child = Command::new(examples.join("kafka_record"))
-        .args([&brokers(), topic, "recorders", file.to_str().unwrap()])
+        .args([&brokers(), topic, group, file.to_str().unwrap()])
+        // A killed member is dropped from the group after the session timeout; a short poll
+        // interval bounds how long a rebalance waits for it.
+        .args(["session.timeout.ms=6000", "max.poll.interval.ms=15000"])
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -44,7 +47,8 @@ fn handled(file: &std::path::Path) -> HashMap<String, usize> {
 async fn a_killed_subscriber_loses_nothing() {
     let topic = unique("alo");
     let file = std::env::temp_dir().join(format!("{topic}.log"));
-    let mut first = recorder(&topic, &file).await;
+    let group = unique("recorders");
+    let mut first = recorder(&topic, &group, &file).await;
     let broker = KafkaBroker::new(KafkaConfig::new(brokers())).unwrap();
     for i in 0..1_000 {
         broker.publish(&topic, Message::new(format!("m{i}"))).await.unwrap();
@@ -53,7 +57,7 @@ async fn a_killed_subscriber_loses_nothing() {
     first.start_kill().unwrap();
     first.wait().await.unwrap();
     let at_kill = handled(&file).len();
-    let _second = recorder(&topic, &file).await;
+    let _second = recorder(&topic, &group, &file).await;
     eventually(Duration::from_secs(120), "all 1,000 handled", || async { handled(&file).len() >= 1_000 }).await;
     let counts = handled(&file);
     let duplicates: usize = counts.values().map(|n| n - 1).sum();
