@@ -58,13 +58,10 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::StreamExt;
-use rmicro_core::registry::{Event, EventKind, Registry, Service, Watcher};
+use rmicro_core::registry::{Event, EventKind, Registry, Service, Watcher, broadcast_watcher};
 use rmicro_core::{Error, Result};
 use tokio::sync::{OnceCell, broadcast};
 use tokio::time::Instant;
-use tokio_stream::wrappers::BroadcastStream;
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_util::sync::CancellationToken;
 
 use records::{announcement, instance_name, parse, query};
@@ -385,19 +382,6 @@ impl Registry for MdnsRegistry {
     }
 
     async fn watch(&self, service: Option<&str>) -> Result<Watcher> {
-        let only = service.map(str::to_owned);
-        let events = BroadcastStream::new(self.inner.events.subscribe());
-        Ok(events
-            .filter_map(move |item| {
-                let item = match item {
-                    Ok(event) if only.as_ref().is_none_or(|name| *name == event.service.name) => Some(Ok(event)),
-                    Ok(_) => None,
-                    Err(BroadcastStreamRecvError::Lagged(missed)) => {
-                        Some(Err(Error::internal(format!("mDNS watch lagged and missed {missed} events"))))
-                    }
-                };
-                std::future::ready(item)
-            })
-            .boxed())
+        Ok(broadcast_watcher(self.inner.events.subscribe(), service))
     }
 }

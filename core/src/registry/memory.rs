@@ -5,13 +5,10 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::StreamExt;
 use tokio::sync::{Notify, broadcast};
 use tokio::time::Instant;
-use tokio_stream::wrappers::BroadcastStream;
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
-use super::{Event, EventKind, Node, Registry, Service, Watcher};
+use super::{Event, EventKind, Node, Registry, Service, Watcher, broadcast_watcher};
 use crate::error::{Error, Result};
 
 const WATCH_BUFFER: usize = 1024;
@@ -216,19 +213,6 @@ impl Registry for MemoryRegistry {
     }
 
     async fn watch(&self, service: Option<&str>) -> Result<Watcher> {
-        let only = service.map(str::to_owned);
-        let events = BroadcastStream::new(self.inner.events.subscribe());
-        Ok(events
-            .filter_map(move |item| {
-                let item = match item {
-                    Ok(event) if only.as_ref().is_none_or(|name| *name == event.service.name) => Some(Ok(event)),
-                    Ok(_) => None,
-                    Err(BroadcastStreamRecvError::Lagged(missed)) => {
-                        Some(Err(Error::internal(format!("registry watch lagged and missed {missed} events"))))
-                    }
-                };
-                std::future::ready(item)
-            })
-            .boxed())
+        Ok(broadcast_watcher(self.inner.events.subscribe(), service))
     }
 }
