@@ -5,10 +5,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{AckMode, Acknowledger, Broker, Capabilities, Delivery, Handler, Message, SubscribeOptions, Subscription};
+use super::{
+    AckMode, Acknowledger, Broker, Capabilities, Delivery, Handler, Message, SubscribeOptions, Subscription,
+    WorkerSubscription,
+};
 use crate::error::{Error, Result};
 
 /// The in-memory broker. Clones share topics and subscriptions.
@@ -139,10 +141,8 @@ impl Broker for MemoryBroker {
         }));
         Ok(Box::new(MemorySubscription {
             topic: topic.to_owned(),
-            queue: options.queue,
             group,
-            stop,
-            worker: Some(worker),
+            worker: Some(WorkerSubscription::new(topic, options.queue, stop, worker)),
             broker: self.inner.clone(),
         }))
     }
@@ -224,13 +224,12 @@ impl Drop for MemoryAcker {
     }
 }
 
+/// A worker subscription that also leaves its group when it goes away.
 #[derive(Debug)]
 struct MemorySubscription {
     topic: String,
-    queue: Option<String>,
     group: String,
-    stop: CancellationToken,
-    worker: Option<JoinHandle<()>>,
+    worker: Option<WorkerSubscription>,
     broker: Arc<Inner>,
 }
 
@@ -241,21 +240,20 @@ impl Subscription for MemorySubscription {
     }
 
     fn queue(&self) -> Option<&str> {
-        self.queue.as_deref()
+        self.worker.as_ref().and_then(|w| w.queue())
     }
 
     async fn unsubscribe(mut self: Box<Self>) -> Result<()> {
-        self.stop.cancel();
-        if let Some(worker) = self.worker.take() {
-            let _ = worker.await;
+        match self.worker.take() {
+            Some(worker) => Box::new(worker).unsubscribe().await,
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
 impl Drop for MemorySubscription {
     fn drop(&mut self) {
-        self.stop.cancel();
+        self.worker.take();
         self.broker.leave(&self.topic, &self.group);
     }
 }
