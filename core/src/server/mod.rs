@@ -273,16 +273,17 @@ impl Server {
         if let Err(e) = &deregistered {
             tracing::error!(server = %inner.options.name, error = %e, "deregistering failed; the node expires with its TTL");
         }
+        // The accept loop keeps running while in-flight calls drain, so that calls arriving now are
+        // refused at once (unavailable) rather than left waiting in the listener.
         inner.accepting.store(false, Ordering::SeqCst);
-        running.stop_accepting.cancel();
-        let listener = running.acceptor.await;
         running.calls.close();
         if tokio::time::timeout(inner.options.shutdown_timeout, running.calls.wait()).await.is_err() {
             tracing::warn!(server = %inner.options.name, "in-flight calls outlived the shutdown timeout; cancelling them");
             inner.force_stop.cancel();
             running.calls.wait().await;
         }
-        if let Ok(listener) = listener {
+        running.stop_accepting.cancel();
+        if let Ok(listener) = running.acceptor.await {
             listener.shutdown().await;
         }
         unsubscribe_all(running.subscriptions).await;
