@@ -71,6 +71,7 @@ const KNOWN: &[(&str, &str, Option<&str>)] = &[
     ("transport", "http", Some("transport-http")),
     ("transport", "grpc", Some("transport-grpc")),
     ("transport", "nats", Some("transport-nats")),
+    ("transport", "tcp", Some("transport-tcp")),
     ("registry", "memory", None),
     ("registry", "mdns", Some("registry-mdns")),
     ("registry", "etcd", Some("registry-etcd")),
@@ -173,6 +174,8 @@ impl Options {
                 let url = self.transport_address.as_deref().unwrap_or("nats://127.0.0.1:4222");
                 Ok(Arc::new(rmicro_transport_nats::NatsTransport::connect(url).await?))
             }
+            #[cfg(feature = "transport-tcp")]
+            "tcp" => Ok(Arc::new(rmicro_transport_tcp::TcpTransport::new())),
             other => Err(unavailable("transport", other)),
         }
     }

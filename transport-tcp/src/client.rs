@@ -1,0 +1,432 @@
+//! The calling side: per connection one reader task hands each frame to its call by id, and one
+//! writer task drains the outbox.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::{BufMut, Bytes};
+use rmicro_core::metadata::Metadata;
+use rmicro_core::transport::{CallHead, ClientCall, Connection, MessageSink, MessageSource};
+use rmicro_core::{Error, Result};
+use rustls::pki_types::ServerName;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsConnector;
+
+use crate::frame::{self, Frame, Kind, Reader, Table};
+use crate::io::{FrameReader, Outbox, ReadEnd};
+use crate::{ReadHalf, WINDOW, WriteHalf, max_frame, too_large, unavailable, unix_path};
+
+/// How a call ended, as the server's `End` frame says.
+#[derive(Debug)]
+struct Ended {
+    header: Metadata,
+    reply: Option<Bytes>,
+    status: Result<()>,
+}
+
+#[derive(Debug)]
+enum Event {
+    Header(Metadata),
+    Message(Bytes),
+    End(Ended),
+}
+
+/// Where a call's frames go.
+#[derive(Debug)]
+enum Route {
+    Unary(oneshot::Sender<Ended>),
+    Stream { events: mpsc::UnboundedSender<Event>, credit: Arc<Semaphore> },
+}
+
+#[derive(Debug, Default)]
+struct Routes {
+    next: u32,
+    calls: HashMap<u32, Route>,
+    /// Why the connection closed, once it has.
+    closed: Option<String>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    address: String,
+    outbox: Outbox,
+    routes: Mutex<Routes>,
+    max: usize,
+}
+
+impl Shared {
+    fn routes(&self) -> MutexGuard<'_, Routes> {
+        self.routes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Registers a call, or says why the connection can take none.
+    fn route(&self, route: impl FnOnce() -> Route) -> Result<u32> {
+        let mut routes = self.routes();
+        if let Some(why) = &routes.closed {
+            return Err(unavailable(why.clone()).unsent());
+        }
+        let id = routes.next;
+        routes.next = routes.next.wrapping_add(1);
+        routes.calls.insert(id, route());
+        Ok(id)
+    }
+
+    /// Fails every call in progress and takes no new ones.
+    fn close(&self, why: &str) {
+        let calls = {
+            let mut routes = self.routes();
+            routes.closed.get_or_insert_with(|| why.to_owned());
+            std::mem::take(&mut routes.calls)
+        };
+        self.outbox.close(why);
+        for (_, route) in calls {
+            let ended = Ended { header: Metadata::new(), reply: None, status: Err(unavailable(why.to_owned())) };
+            match route {
+                Route::Unary(done) => drop(done.send(ended)),
+                Route::Stream { events, .. } => drop(events.send(Event::End(ended))),
+            }
+        }
+    }
+
+    fn open(&self, call: u32, head: &CallHead, last: Option<Bytes>) -> Result<()> {
+        let mut flags = if head.stream { frame::OPEN_STREAM } else { 0 };
+        if last.is_some() {
+            flags |= frame::OPEN_LAST;
+        }
+        if head.timeout.is_some() {
+            flags |= frame::OPEN_TIMEOUT;
+        }
+        let millis = head.timeout.map(|t| t.as_millis().clamp(1, u32::MAX as u128) as u32);
+        self.outbox
+            .push(
+                Kind::Open,
+                flags,
+                call,
+                |buf, interner| {
+                    if let Some(millis) = millis {
+                        buf.put_u32(millis);
+                    }
+                    interner.put_str(buf, &head.service);
+                    interner.put_str(buf, &head.endpoint);
+                    interner.put_str(buf, &head.content_type);
+                    interner.put_metadata(buf, &head.metadata);
+                },
+                last.unwrap_or_default(),
+            )
+            .map_err(|why| unavailable(why).unsent())
+    }
+
+    fn send(&self, kind: Kind, call: u32, body: Bytes) -> Result<()> {
+        self.outbox.push(kind, 0, call, |_, _| {}, body).map_err(unavailable)
+    }
+
+    fn grant(&self, call: u32, credit: u32) {
+        let _ = self.outbox.push(Kind::Credit, 0, call, |buf, _| buf.put_u32(credit), Bytes::new());
+    }
+
+    /// Hands a frame to its call. Metadata is decoded even for calls that are gone, to keep the
+    /// string table in step with the server's.
+    fn dispatch(&self, frame: Frame, table: &mut Table) -> std::result::Result<(), String> {
+        let Frame { kind, flags, call, mut body } = frame;
+        match kind {
+            Kind::Header => {
+                let metadata = Reader::new(&mut body).metadata(table)?;
+                if let Some(Route::Stream { events, .. }) = self.routes().calls.get(&call) {
+                    let _ = events.send(Event::Header(metadata));
+                }
+            }
+            Kind::Message => {
+                if let Some(Route::Stream { events, .. }) = self.routes().calls.get(&call) {
+                    let _ = events.send(Event::Message(body));
+                }
+            }
+            Kind::Credit => {
+                let more = Reader::new(&mut body).u32("credit")?.min(WINDOW);
+                if let Some(Route::Stream { credit, .. }) = self.routes().calls.get(&call) {
+                    credit.add_permits(more as usize);
+                }
+            }
+            Kind::End => {
+                let mut reader = Reader::new(&mut body);
+                let header = if flags & frame::END_HEADER != 0 { reader.metadata(table)? } else { Metadata::new() };
+                let rest = reader.rest();
+                let (reply, status) = if flags & frame::END_ERROR != 0 {
+                    let error = Error::from_json(&rest);
+                    (None, Err(if flags & frame::END_REFUSED != 0 { error.unsent() } else { error }))
+                } else {
+                    ((flags & frame::END_REPLY != 0).then_some(rest), Ok(()))
+                };
+                let ended = Ended { header, reply, status };
+                match self.routes().calls.remove(&call) {
+                    Some(Route::Unary(done)) => drop(done.send(ended)),
+                    Some(Route::Stream { events, .. }) => drop(events.send(Event::End(ended))),
+                    None => {}
+                }
+            }
+            Kind::Open | Kind::Close | Kind::Cancel => return Err(format!("a server sent a {kind:?} frame")),
+        }
+        Ok(())
+    }
+}
+
+/// A connection to one listener.
+pub(crate) struct TcpConnection {
+    shared: Arc<Shared>,
+    reader: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for TcpConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpConnection").field("address", &self.shared.address).finish_non_exhaustive()
+    }
+}
+
+impl Drop for TcpConnection {
+    fn drop(&mut self) {
+        self.reader.abort();
+        self.shared.close("the connection was dropped");
+    }
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(crate) async fn dial(
+    address: &str,
+    max: usize,
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+) -> Result<TcpConnection> {
+    let refused = |e: std::io::Error| unavailable(format!("connecting to {address}: {e}")).unsent();
+    let connect = async {
+        match unix_path(address) {
+            Some(path) => {
+                let stream = tokio::net::UnixStream::connect(path).await.map_err(refused)?;
+                match tls {
+                    Some((connector, name)) => halves_over_tls(connector, name, stream, address).await,
+                    None => {
+                        let (read, write) = stream.into_split();
+                        Ok((Box::new(read) as ReadHalf, Box::new(write) as WriteHalf))
+                    }
+                }
+            }
+            None => {
+                let stream = tokio::net::TcpStream::connect(address).await.map_err(refused)?;
+                stream.set_nodelay(true).map_err(refused)?;
+                match tls {
+                    Some((connector, name)) => halves_over_tls(connector, name, stream, address).await,
+                    None => {
+                        let (read, write) = stream.into_split();
+                        Ok((Box::new(read) as ReadHalf, Box::new(write) as WriteHalf))
+                    }
+                }
+            }
+        }
+    };
+    let (read, write) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+        .await
+        .map_err(|_| unavailable(format!("connecting to {address}: no answer in {CONNECT_TIMEOUT:?}")).unsent())??;
+    let shared =
+        Arc::new(Shared { address: address.to_owned(), outbox: Outbox::default(), routes: Mutex::default(), max });
+    let writer = shared.clone();
+    tokio::spawn(async move { writer.outbox.drain(write).await });
+    let reader = tokio::spawn(read_frames(shared.clone(), FrameReader::new(read, max_frame(max))));
+    Ok(TcpConnection { shared, reader })
+}
+
+async fn halves_over_tls(
+    connector: TlsConnector,
+    name: ServerName<'static>,
+    stream: impl crate::ByteStream,
+    address: &str,
+) -> Result<(ReadHalf, WriteHalf)> {
+    let stream = connector
+        .connect(name, stream)
+        .await
+        .map_err(|e| unavailable(format!("TLS handshake with {address}: {e}")).unsent())?;
+    Ok(crate::split(stream))
+}
+
+async fn read_frames(shared: Arc<Shared>, mut reader: FrameReader<ReadHalf>) {
+    let mut table = Table::default();
+    let end = loop {
+        match reader.next().await {
+            Ok(frame) => {
+                if let Err(why) = shared.dispatch(frame, &mut table) {
+                    break ReadEnd::Malformed(why);
+                }
+            }
+            Err(end) => break end,
+        }
+    };
+    if let ReadEnd::Malformed(_) = end {
+        tracing::warn!(address = %shared.address, reason = %end, "closing the connection");
+    }
+    shared.close(&format!("the connection to {} closed: {end}", shared.address));
+}
+
+#[async_trait]
+impl Connection for TcpConnection {
+    async fn open(&self, head: CallHead) -> Result<ClientCall> {
+        frame::check_head([head.service.as_str(), &head.endpoint, &head.content_type], &head.metadata)?;
+        let shared = self.shared.clone();
+        if !head.stream {
+            let (done, ended) = oneshot::channel();
+            let call = shared.route(|| Route::Unary(done))?;
+            let responses = Responses::new(shared.clone(), call, Inbound::Unary(Some(ended)));
+            let requests = Sink { shared, call, unary: Some((head, None)), credit: None };
+            return Ok(ClientCall { requests: Box::new(requests), responses: Box::new(responses) });
+        }
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let credit = Arc::new(Semaphore::new(WINDOW as usize));
+        let call = shared.route(|| Route::Stream { events: events_tx, credit: credit.clone() })?;
+        let responses = Responses::new(shared.clone(), call, Inbound::Stream(events));
+        shared.open(call, &head, None)?;
+        let requests = Sink { shared, call, unary: None, credit: Some(credit) };
+        Ok(ClientCall { requests: Box::new(requests), responses: Box::new(responses) })
+    }
+
+    fn is_closed(&self) -> bool {
+        self.shared.outbox.is_closed()
+    }
+}
+
+struct Sink {
+    shared: Arc<Shared>,
+    call: u32,
+    /// For a unary call: the head and request, sent together as one frame when closed.
+    unary: Option<(CallHead, Option<Bytes>)>,
+    credit: Option<Arc<Semaphore>>,
+}
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sink").field("call", &self.call).finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl MessageSink for Sink {
+    async fn send(&mut self, message: Bytes) -> Result<()> {
+        if message.len() > self.shared.max {
+            return Err(too_large(message.len(), self.shared.max));
+        }
+        if let Some((_, request)) = &mut self.unary {
+            if request.replace(message).is_some() {
+                return Err(Error::bad_request("a unary call carries one request message"));
+            }
+            return Ok(());
+        }
+        if let Some(credit) = &self.credit {
+            credit.acquire().await.map_err(|_| Error::canceled("the call ended"))?.forget();
+        }
+        self.shared.send(Kind::Message, self.call, message)
+    }
+
+    async fn close(&mut self) -> Result<()> {
+        match self.unary.take() {
+            Some((head, request)) => self.shared.open(self.call, &head, Some(request.unwrap_or_default())),
+            None => self.shared.send(Kind::Close, self.call, Bytes::new()),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Inbound {
+    Unary(Option<oneshot::Receiver<Ended>>),
+    Stream(mpsc::UnboundedReceiver<Event>),
+}
+
+#[derive(Debug)]
+struct Responses {
+    shared: Arc<Shared>,
+    call: u32,
+    inbound: Inbound,
+    header: Option<Metadata>,
+    /// The status, once the `End` frame arrived; taken when reported.
+    status: Option<Result<()>>,
+    ended: bool,
+    consumed: u32,
+}
+
+impl Responses {
+    fn new(shared: Arc<Shared>, call: u32, inbound: Inbound) -> Responses {
+        Responses { shared, call, inbound, header: None, status: None, ended: false, consumed: 0 }
+    }
+
+    fn checked(&self, message: Bytes) -> Result<Option<Bytes>> {
+        if message.len() > self.shared.max {
+            return Err(too_large(message.len(), self.shared.max));
+        }
+        Ok(Some(message))
+    }
+
+    fn end(&mut self, ended: Ended) -> Result<Option<Bytes>> {
+        self.ended = true;
+        self.header = Some(ended.header);
+        match ended.reply {
+            Some(reply) => {
+                self.status = Some(ended.status);
+                self.checked(reply)
+            }
+            None => ended.status.map(|()| None),
+        }
+    }
+
+    fn lost(&mut self) -> Result<Option<Bytes>> {
+        self.ended = true;
+        Err(unavailable(format!("the connection to {} closed", self.shared.address)))
+    }
+}
+
+#[async_trait]
+impl MessageSource for Responses {
+    async fn recv(&mut self) -> Result<Option<Bytes>> {
+        if let Some(status) = self.status.take() {
+            return status.map(|()| None);
+        }
+        if self.ended {
+            return Ok(None);
+        }
+        match &mut self.inbound {
+            Inbound::Unary(ended) => match ended.take() {
+                Some(ended) => match ended.await {
+                    Ok(ended) => self.end(ended),
+                    Err(_) => self.lost(),
+                },
+                None => Ok(None),
+            },
+            Inbound::Stream(events) => loop {
+                match events.recv().await {
+                    Some(Event::Header(metadata)) => self.header = Some(metadata),
+                    Some(Event::Message(message)) => {
+                        self.header.get_or_insert_with(Metadata::new);
+                        self.consumed += 1;
+                        if self.consumed % (WINDOW / 2) == 0 {
+                            self.shared.grant(self.call, WINDOW / 2);
+                        }
+                        return self.checked(message);
+                    }
+                    Some(Event::End(ended)) => return self.end(ended),
+                    None => return self.lost(),
+                }
+            },
+        }
+    }
+
+    fn header(&self) -> Option<&Metadata> {
+        self.header.as_ref()
+    }
+}
+
+/// A call dropped before its end is forgotten here and cancelled on the server.
+impl Drop for Responses {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        self.shared.routes().calls.remove(&self.call);
+        let _ = self.shared.send(Kind::Cancel, self.call, Bytes::new());
+    }
+}

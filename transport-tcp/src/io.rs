@@ -1,0 +1,251 @@
+//! Moving frames. Many tasks append frames to one [`Outbox`] and one writer task drains it, so
+//! every frame queued while a write is under way goes out in the next single vectored write:
+//! under load, many calls share one syscall. Small frames are copied into one buffer; a large
+//! body is written from its own allocation. [`FrameReader`] cuts frames out of one read buffer
+//! without copying their bodies.
+
+use std::io::IoSlice;
+use std::sync::{Mutex, MutexGuard};
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Notify;
+
+use crate::frame::{self, Frame, Interner, Kind};
+
+/// Bodies at least this large are written from their own buffer instead of being copied.
+const ZERO_COPY_MIN: usize = 8 * 1024;
+/// Buffers written per `writev`.
+const MAX_SLICES: usize = 64;
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Frames waiting for the writer.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    pending: Mutex<Pending>,
+    ready: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    buf: BytesMut,
+    chunks: Vec<Bytes>,
+    interner: Interner,
+    /// Why no more frames are taken, once they are not.
+    closed: Option<String>,
+    /// The writer should end once what is queued is written.
+    closing: bool,
+}
+
+impl Default for Outbox {
+    fn default() -> Outbox {
+        Outbox { pending: Mutex::new(Pending::default()), ready: Notify::new() }
+    }
+}
+
+impl Outbox {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues a frame: `head` writes what precedes `body` (with the string table, so that the
+    /// table's order is the wire's order). Fails with the reason once the connection is closed.
+    pub(crate) fn push(
+        &self,
+        kind: Kind,
+        flags: u8,
+        call: u32,
+        head: impl FnOnce(&mut BytesMut, &mut Interner),
+        body: Bytes,
+    ) -> Result<(), String> {
+        {
+            let mut pending = self.lock();
+            if let Some(why) = &pending.closed {
+                return Err(why.clone());
+            }
+            let Pending { buf, chunks, interner, .. } = &mut *pending;
+            let start = frame::start_frame(buf, kind, flags, call);
+            head(buf, interner);
+            if body.len() >= ZERO_COPY_MIN {
+                frame::finish_frame(buf, start, body.len());
+                chunks.push(buf.split().freeze());
+                chunks.push(body);
+            } else {
+                buf.extend_from_slice(&body);
+                frame::finish_frame(buf, start, 0);
+            }
+        }
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// Takes no more frames, and lets the writer end after writing what is queued.
+    pub(crate) fn close(&self, why: &str) {
+        {
+            let mut pending = self.lock();
+            pending.closed.get_or_insert_with(|| why.to_owned());
+            pending.closing = true;
+        }
+        self.ready.notify_one();
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().closed.is_some()
+    }
+
+    /// What is queued, or `None` when the writer should end.
+    fn take(&self) -> Option<Vec<Bytes>> {
+        let mut pending = self.lock();
+        let mut batch = std::mem::take(&mut pending.chunks);
+        if !pending.buf.is_empty() {
+            batch.push(pending.buf.split().freeze());
+        }
+        if batch.is_empty() && pending.closing { None } else { Some(batch) }
+    }
+
+    /// Writes queued frames to `io` until closed; each batch is one vectored write.
+    pub(crate) async fn drain<W: AsyncWrite + Unpin>(&self, mut io: W) -> std::io::Result<()> {
+        let result = async {
+            while let Some(batch) = self.take() {
+                if batch.is_empty() {
+                    self.ready.notified().await;
+                    continue;
+                }
+                write_all(&mut io, batch).await?;
+                io.flush().await?;
+            }
+            io.shutdown().await
+        }
+        .await;
+        if let Err(e) = &result {
+            self.close(&format!("writing failed: {e}"));
+        }
+        result
+    }
+}
+
+async fn write_all<W: AsyncWrite + Unpin>(io: &mut W, mut chunks: Vec<Bytes>) -> std::io::Result<()> {
+    let mut first = 0;
+    while first < chunks.len() {
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let count = (chunks.len() - first).min(MAX_SLICES);
+        for (slice, chunk) in slices.iter_mut().zip(&chunks[first..first + count]) {
+            *slice = IoSlice::new(chunk);
+        }
+        let mut written = io.write_vectored(&slices[..count]).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let chunk = &mut chunks[first];
+            if written >= chunk.len() {
+                written -= chunk.len();
+                first += 1;
+            } else {
+                chunk.advance(written);
+                written = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Why a connection's reading ended.
+#[derive(Debug)]
+pub(crate) enum ReadEnd {
+    /// The peer closed the connection between frames.
+    Closed,
+    Io(std::io::Error),
+    /// The peer sent something that is not a frame, or too large a one.
+    Malformed(String),
+}
+
+impl std::fmt::Display for ReadEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadEnd::Closed => f.write_str("the peer closed the connection"),
+            ReadEnd::Io(e) => write!(f, "reading failed: {e}"),
+            ReadEnd::Malformed(why) => write!(f, "malformed frame: {why}"),
+        }
+    }
+}
+
+/// Reads frames of at most `max_frame` bytes.
+#[derive(Debug)]
+pub(crate) struct FrameReader<R> {
+    io: R,
+    buf: BytesMut,
+    max_frame: usize,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    pub(crate) fn new(io: R, max_frame: usize) -> FrameReader<R> {
+        FrameReader { io, buf: BytesMut::with_capacity(READ_CHUNK), max_frame }
+    }
+
+    async fn fill(&mut self, want: usize) -> Result<(), ReadEnd> {
+        while self.buf.len() < want {
+            self.buf.reserve((want - self.buf.len()).max(READ_CHUNK));
+            match self.io.read_buf(&mut self.buf).await {
+                Ok(0) if self.buf.is_empty() => return Err(ReadEnd::Closed),
+                Ok(0) => return Err(ReadEnd::Io(std::io::ErrorKind::UnexpectedEof.into())),
+                Ok(_) => {}
+                Err(e) => return Err(ReadEnd::Io(e)),
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn next(&mut self) -> Result<Frame, ReadEnd> {
+        self.fill(4).await?;
+        let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
+        if len < frame::HEAD_LEN - 4 {
+            return Err(ReadEnd::Malformed(format!("a frame of {len} bytes is shorter than its head")));
+        }
+        if len > self.max_frame {
+            return Err(ReadEnd::Malformed(format!(
+                "a frame of {len} bytes exceeds the limit of {} bytes",
+                self.max_frame
+            )));
+        }
+        self.fill(4 + len).await?;
+        self.buf.advance(4);
+        Frame::parse(self.buf.split_to(len).freeze()).map_err(ReadEnd::Malformed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn queued_frames_leave_in_one_write_and_read_back() {
+        let outbox = Outbox::default();
+        let big = Bytes::from(vec![5u8; ZERO_COPY_MIN]);
+        for call in 0..3 {
+            outbox.push(Kind::Message, 0, call, |_, _| {}, Bytes::from_static(b"hi")).unwrap();
+        }
+        outbox.push(Kind::Message, 0, 3, |_, _| {}, big.clone()).unwrap();
+        outbox.close("done");
+        assert_eq!(outbox.push(Kind::Close, 0, 4, |_, _| {}, Bytes::new()), Err("done".to_owned()));
+        let mut wire = Vec::new();
+        outbox.drain(&mut wire).await.unwrap();
+        assert_eq!(wire.len(), 3 * (frame::HEAD_LEN + 2) + frame::HEAD_LEN + big.len());
+        let mut reader = FrameReader::new(wire.as_slice(), 1 << 20);
+        for call in 0..3 {
+            let frame = reader.next().await.unwrap();
+            assert_eq!((frame.kind, frame.call, &frame.body[..]), (Kind::Message, call, &b"hi"[..]));
+        }
+        assert_eq!(reader.next().await.unwrap().body, big);
+        assert!(matches!(reader.next().await, Err(ReadEnd::Closed)));
+    }
+
+    #[tokio::test]
+    async fn oversized_and_truncated_frames_are_malformed() {
+        let oversized = [0u8, 0, 1, 0, 2, 0, 0, 0, 0, 1];
+        let end = FrameReader::new(&oversized[..], 255).next().await.unwrap_err();
+        assert_eq!(end.to_string(), "malformed frame: a frame of 256 bytes exceeds the limit of 255 bytes");
+        let truncated = [0u8, 0, 0, 9, 2, 0];
+        assert!(matches!(FrameReader::new(&truncated[..], 255).next().await, Err(ReadEnd::Io(_))));
+    }
+}
