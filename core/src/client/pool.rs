@@ -21,12 +21,36 @@ struct Pooled {
     last_used: Instant,
 }
 
+/// The connections to one address.
+#[derive(Debug, Default)]
+struct Entry {
+    pooled: Vec<Pooled>,
+    /// The connection the last call used.
+    turn: usize,
+    /// Held while dialling, so that calls arriving together dial once, not once each.
+    dialling: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Entry {
+    /// The next connection in turn once the pool for this address is full.
+    fn next(&mut self, size: usize, idle_ttl: Duration, now: Instant) -> Option<Arc<dyn Connection>> {
+        self.pooled.retain(|p| !p.connection.is_closed() && now.duration_since(p.last_used) < idle_ttl);
+        if self.pooled.len() < size {
+            return None;
+        }
+        self.turn = (self.turn + 1) % self.pooled.len();
+        let chosen = &mut self.pooled[self.turn];
+        chosen.last_used = now;
+        Some(chosen.connection.clone())
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Pool {
     transport: Arc<dyn Transport>,
     size: usize,
     idle_ttl: Duration,
-    connections: Mutex<HashMap<String, (Vec<Pooled>, usize)>>,
+    connections: Mutex<HashMap<String, Entry>>,
 }
 
 impl Pool {
@@ -34,29 +58,31 @@ impl Pool {
         Pool { transport, size: size.max(1), idle_ttl, connections: Mutex::default() }
     }
 
-    fn connections(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Vec<Pooled>, usize)>> {
+    fn connections(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         self.connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// A connection to `address`: the next pooled one in turn, or a new one while the pool for
-    /// that address is not full.
+    /// that address is not full. Calls that find it not full wait for one dial at a time.
     pub(crate) async fn get(&self, address: &str) -> Result<Arc<dyn Connection>> {
-        {
-            let now = Instant::now();
+        let dialling = {
             let mut all = self.connections();
-            let (pooled, turn) = all.entry(address.to_owned()).or_default();
-            pooled.retain(|p| !p.connection.is_closed() && now.duration_since(p.last_used) < self.idle_ttl);
-            if pooled.len() >= self.size {
-                *turn = (*turn + 1) % pooled.len();
-                let chosen = &mut pooled[*turn];
-                chosen.last_used = now;
-                return Ok(chosen.connection.clone());
+            let entry = all.entry(address.to_owned()).or_default();
+            if let Some(connection) = entry.next(self.size, self.idle_ttl, Instant::now()) {
+                return Ok(connection);
             }
+            entry.dialling.clone()
+        };
+        let _dialling = dialling.lock().await;
+        let dialled_meanwhile =
+            self.connections().get_mut(address).and_then(|entry| entry.next(self.size, self.idle_ttl, Instant::now()));
+        if let Some(connection) = dialled_meanwhile {
+            return Ok(connection);
         }
         let connection = self.transport.dial(address).await?;
         let mut all = self.connections();
-        let (pooled, _) = all.entry(address.to_owned()).or_default();
-        pooled.push(Pooled { connection: connection.clone(), last_used: Instant::now() });
+        let entry = all.entry(address.to_owned()).or_default();
+        entry.pooled.push(Pooled { connection: connection.clone(), last_used: Instant::now() });
         Ok(connection)
     }
 
@@ -105,5 +131,16 @@ mod tests {
         tokio::time::advance(Duration::from_secs(31)).await;
         pool.get("memory:pool").await.unwrap();
         assert_eq!(transport.1.load(Ordering::SeqCst), 3, "idle connections were dropped and one dialled again");
+    }
+
+    #[tokio::test]
+    async fn calls_arriving_together_dial_once() {
+        let transport = Arc::new(Counting(MemoryTransport::new(), AtomicUsize::new(0)));
+        let _listener = transport.listen("memory:herd").await.unwrap();
+        let pool = Pool::new(transport.clone(), 1, Duration::from_secs(30));
+        let gets = (0..256).map(|_| pool.get("memory:herd"));
+        let connections = futures::future::try_join_all(gets).await.unwrap();
+        assert_eq!(transport.1.load(Ordering::SeqCst), 1, "one dial for 256 calls at once");
+        assert!(connections.iter().all(|c| Arc::ptr_eq(c, &connections[0])));
     }
 }
