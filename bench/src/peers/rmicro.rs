@@ -1,0 +1,90 @@
+//! rmicro over each of its transports: the generated handler behind a `Server`, the generated
+//! typed client on a `Client` that finds the server through a registry and its selector, as an
+//! application would.
+
+use std::sync::Arc;
+
+use rmicro::client::Client;
+use rmicro::context::Context;
+use rmicro::registry::{MemoryRegistry, Node, Registry, Service};
+use rmicro::server::Server;
+use rmicro::transport::Transport;
+use rmicro::{Error, transport_grpc, transport_http, transport_nats, transport_tcp};
+
+use super::Scenario;
+use crate::load::{Measured, closed_loop};
+use crate::messages::rpb;
+
+const SERVICE: &str = "bench";
+
+struct Handler;
+
+impl rpb::BenchHandler for Handler {
+    async fn message(&self, _: Context, mut request: rpb::BenchmarkMessage) -> Result<rpb::BenchmarkMessage, Error> {
+        request.field1 = "OK".to_owned();
+        request.field2 = 100;
+        Ok(request)
+    }
+
+    async fn echo(&self, _: Context, request: rpb::Payload) -> Result<rpb::Payload, Error> {
+        Ok(request)
+    }
+}
+
+async fn transport(name: &str, nats_url: &str) -> Result<Arc<dyn Transport>, String> {
+    Ok(match name {
+        "http" => Arc::new(transport_http::HttpTransport::new()),
+        "grpc" => Arc::new(transport_grpc::GrpcTransport::new()),
+        "tcp" => Arc::new(transport_tcp::TcpTransport::new()),
+        "nats" => Arc::new(transport_nats::NatsTransport::connect(nats_url).await.map_err(|e| e.to_string())?),
+        other => return Err(format!("rmicro has no transport {other}")),
+    })
+}
+
+/// The content type the client sends: gRPC's own name over gRPC, rmicro's default elsewhere.
+fn content_type(transport: &str) -> &'static str {
+    if transport == "grpc" { "application/grpc" } else { rmicro::client::DEFAULT_CONTENT_TYPE }
+}
+
+pub(crate) async fn serve(transport_name: &str, nats_url: &str) -> Result<(String, super::Running), String> {
+    let server = Server::builder(SERVICE)
+        .transport(transport(transport_name, nats_url).await?)
+        .registry(Arc::new(MemoryRegistry::new()))
+        .address(if transport_name == "nats" { "" } else { "127.0.0.1:0" })
+        .build();
+    rpb::register_bench_handler(&server, Handler);
+    server.start().await.map_err(|e| e.to_string())?;
+    let address = server.address().await.ok_or("the server has no address")?;
+    Ok((address, Box::new(server)))
+}
+
+pub(crate) async fn load(
+    transport_name: &str,
+    address: &str,
+    nats_url: &str,
+    scenario: Scenario,
+) -> Result<Measured, String> {
+    let registry = Arc::new(MemoryRegistry::new());
+    let node = Node { id: format!("{SERVICE}-1"), address: address.to_owned(), ..Node::default() };
+    let service = Service { name: SERVICE.to_owned(), nodes: vec![node], ..Service::default() };
+    registry.register(&service, None).await.map_err(|e| e.to_string())?;
+    let client = Client::builder()
+        .transport(transport(transport_name, nats_url).await?)
+        .registry(registry)
+        .content_type(content_type(transport_name))
+        .build();
+    let bench = rpb::BenchClient::new(SERVICE, client);
+    let message = prost::Message::encode_to_vec(&crate::messages::benchmark_message());
+    let message: rpb::BenchmarkMessage = prost::Message::decode(message.as_slice()).map_err(|e| e.to_string())?;
+    let payload = scenario.payload.data_len().map(|n| rpb::Payload { data: vec![0xab; n] });
+    let call = || async {
+        match &payload {
+            Some(payload) => bench.echo(payload).await.map(drop).map_err(|e| e.to_string()),
+            None => {
+                let reply = bench.message(&message).await.map_err(|e| e.to_string())?;
+                if reply.get_ref().field2 == 100 { Ok(()) } else { Err("the server did not answer".to_owned()) }
+            }
+        }
+    };
+    Ok(closed_loop(call, scenario.concurrency, scenario.warm_up, scenario.window, super::announce).await)
+}

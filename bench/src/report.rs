@@ -1,0 +1,96 @@
+//! The rows of a run: the Markdown table, the JSON file, and the targets checked as ratios.
+
+use serde::Serialize;
+
+/// One measured scenario, as written to `results/latest.json`.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Row {
+    pub(crate) system: String,
+    pub(crate) transport: String,
+    pub(crate) payload: String,
+    pub(crate) concurrency: usize,
+    pub(crate) calls_per_sec: f64,
+    pub(crate) p50_us: f64,
+    pub(crate) p99_us: f64,
+    pub(crate) p999_us: f64,
+    pub(crate) server_cpu_us_per_call: f64,
+    pub(crate) client_cpu_us_per_call: f64,
+    pub(crate) server_rss_kib: u64,
+    pub(crate) errors: u64,
+}
+
+pub(crate) const TABLE_HEAD: &str = "| system | transport | payload | in flight | calls/s | p50 µs | p99 µs | p99.9 µs | server CPU µs/call | client CPU µs/call | server RSS KiB | errors |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
+
+impl Row {
+    pub(crate) fn markdown(&self) -> String {
+        format!(
+            "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {} | {} |",
+            self.system,
+            self.transport,
+            self.payload,
+            self.concurrency,
+            self.calls_per_sec,
+            self.p50_us,
+            self.p99_us,
+            self.p999_us,
+            self.server_cpu_us_per_call,
+            self.client_cpu_us_per_call,
+            self.server_rss_kib,
+            self.errors
+        )
+    }
+}
+
+fn find<'a>(rows: &'a [Row], system: &str, transport: &str, payload: &str, concurrency: usize) -> Option<&'a Row> {
+    rows.iter().find(|r| {
+        r.system == system && r.transport == transport && r.payload == payload && r.concurrency == concurrency
+    })
+}
+
+/// The targets, each as the ratio measured in this run and whether it holds.
+pub(crate) fn targets(rows: &[Row], payload: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut check = |what: String, ratio: f64, holds: bool| {
+        lines.push(format!("- {what}: {ratio:.2} {}", if holds { "(met)" } else { "(NOT met)" }));
+    };
+    let concurrencies: Vec<usize> = {
+        let mut c: Vec<usize> = rows.iter().map(|r| r.concurrency).collect();
+        c.sort_unstable();
+        c.dedup();
+        c
+    };
+    for &c in &concurrencies {
+        let pair = |a: (&str, &str), b: (&str, &str)| {
+            Some((find(rows, a.0, a.1, payload, c)?, find(rows, b.0, b.1, payload, c)?))
+        };
+        if let Some((ours, tarpc)) = pair(("rmicro", "tcp"), ("tarpc", "tcp")) {
+            let ratio = ours.calls_per_sec / tarpc.calls_per_sec;
+            check(format!("rmicro/tcp ÷ tarpc calls/s at {c} in flight"), ratio, ratio > 1.0);
+            let cpu = ours.server_cpu_us_per_call / tarpc.server_cpu_us_per_call;
+            check(format!("rmicro/tcp ÷ tarpc server CPU per call at {c} in flight"), cpu, cpu <= 1.0);
+        }
+        if let Some((ours, tonic)) = pair(("rmicro", "grpc"), ("tonic", "grpc")) {
+            let ratio = ours.calls_per_sec / tonic.calls_per_sec;
+            check(format!("rmicro/grpc ÷ tonic calls/s at {c} in flight"), ratio, ratio >= 0.9);
+            let p99 = ours.p99_us / tonic.p99_us;
+            check(format!("rmicro/grpc ÷ tonic p99 at {c} in flight"), p99, p99 <= 1.2);
+        }
+        if let Some((ours, nats)) = pair(("rmicro", "nats"), ("async-nats", "nats")) {
+            let ratio = ours.calls_per_sec / nats.calls_per_sec;
+            check(format!("rmicro/nats ÷ async-nats calls/s at {c} in flight"), ratio, ratio >= 0.9);
+        }
+        if let Some((ours, tonic)) = pair(("rmicro", "grpc"), ("tonic", "grpc")) {
+            let rss = ours.server_rss_kib as f64 / tonic.server_rss_kib as f64;
+            check(format!("rmicro/grpc ÷ tonic server RSS at {c} in flight"), rss, rss <= 1.5);
+        }
+        if let Some((ours, tonic)) = pair(("rmicro", "tcp"), ("tonic", "grpc")) {
+            let rss = ours.server_rss_kib as f64 / tonic.server_rss_kib as f64;
+            check(format!("rmicro/tcp ÷ tonic server RSS at {c} in flight"), rss, rss <= 1.5);
+        }
+    }
+    if let Some((ours, raw)) = find(rows, "rmicro", "tcp", payload, 1).zip(find(rows, "raw-tcp", "tcp", payload, 1)) {
+        let ratio = ours.p50_us / raw.p50_us;
+        check("rmicro/tcp ÷ raw TCP p50 at 1 in flight".to_owned(), ratio, ratio <= 1.1);
+    }
+    lines
+}
