@@ -8,7 +8,7 @@ use http::uri::PathAndQuery;
 use rmicro_core::metadata::Metadata;
 use rmicro_core::transport::{CallHead, ClientCall, Connection, MessageSink, MessageSource};
 use rmicro_core::{Error, Result};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::client::Grpc;
@@ -47,35 +47,105 @@ pub(crate) async fn dial(
 
 type Answer = std::result::Result<tonic::Response<Streaming<Bytes>>, Status>;
 
+impl GrpcConnection {
+    fn grpc(&self) -> Grpc<Channel> {
+        Grpc::new(self.channel.clone()).max_decoding_message_size(self.max).max_encoding_message_size(self.max)
+    }
+}
+
+/// The gRPC request for `head` around `body`: metadata, content type and timeout.
+fn request<T>(head: &CallHead, body: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(body);
+    let mut metadata = head.metadata.clone();
+    if head.content_type != GRPC_PROTO && head.content_type != "application/grpc" {
+        metadata.insert("rmicro-content-type", head.content_type.clone());
+    }
+    wire::insert_metadata(request.metadata_mut(), &metadata);
+    if let Some(timeout) = head.timeout {
+        request.set_timeout(timeout);
+    }
+    request
+}
+
 #[async_trait]
 impl Connection for GrpcConnection {
     async fn open(&self, head: CallHead) -> Result<ClientCall> {
         let path = PathAndQuery::from_str(&wire::method_path(&head.service, &head.endpoint))
             .map_err(|e| Error::bad_request(format!("{}/{} is not a gRPC path: {e}", head.service, head.endpoint)))?;
+        if !head.stream {
+            let (tx, rx) = oneshot::channel();
+            let unary = Unary { grpc: self.grpc(), path, head };
+            return Ok(ClientCall {
+                requests: Box::new(UnarySink { unary: Some((unary, tx)), request: None, max: self.max }),
+                responses: Box::new(Responses { state: State::Sending(rx), header: None }),
+            });
+        }
         let (tx, rx) = mpsc::channel::<Bytes>(STREAM_WINDOW);
-        let mut request = tonic::Request::new(ReceiverStream::new(rx));
-        let mut metadata = head.metadata.clone();
-        if head.content_type != GRPC_PROTO && head.content_type != "application/grpc" {
-            metadata.insert("rmicro-content-type", head.content_type.clone());
-        }
-        wire::insert_metadata(request.metadata_mut(), &metadata);
-        if let Some(timeout) = head.timeout {
-            request.set_timeout(timeout);
-        }
-        let (channel, max) = (self.channel.clone(), self.max);
+        let request = request(&head, ReceiverStream::new(rx));
+        let mut grpc = self.grpc();
         let answer = tokio::spawn(async move {
-            let mut grpc = Grpc::new(channel).max_decoding_message_size(max).max_encoding_message_size(max);
             grpc.ready().await.map_err(|e| Status::unavailable(format!("connection not ready: {e}")))?;
             grpc.streaming(request, path, RawCodec).await
         });
         Ok(ClientCall {
-            requests: Box::new(RequestSink { tx: Some(tx), max }),
+            requests: Box::new(RequestSink { tx: Some(tx), max: self.max }),
             responses: Box::new(Responses { state: State::Waiting(AbortOnDrop(answer)), header: None }),
         })
     }
 
     fn is_closed(&self) -> bool {
         false
+    }
+}
+
+fn too_large(len: usize, max: usize) -> Error {
+    Error::new(rmicro_core::Code::PayloadTooLarge, format!("message of {len} bytes exceeds the limit of {max} bytes"))
+}
+
+/// A unary call: one gRPC unary request, made when the call is closed.
+#[derive(Debug)]
+struct Unary {
+    grpc: Grpc<Channel>,
+    path: PathAndQuery,
+    head: CallHead,
+}
+
+type UnaryAnswer = std::result::Result<tonic::Response<Bytes>, Status>;
+
+impl Unary {
+    async fn call(mut self, body: Bytes) -> UnaryAnswer {
+        self.grpc.ready().await.map_err(|e| Status::unavailable(format!("connection not ready: {e}")))?;
+        self.grpc.unary(request(&self.head, body), self.path, RawCodec).await
+    }
+}
+
+/// Holds a unary call's one request until the call is closed, then sends it and hands the
+/// answer's task to the call's responses.
+#[derive(Debug)]
+struct UnarySink {
+    unary: Option<(Unary, oneshot::Sender<AbortOnDrop<UnaryAnswer>>)>,
+    request: Option<Bytes>,
+    max: usize,
+}
+
+#[async_trait]
+impl MessageSink for UnarySink {
+    async fn send(&mut self, message: Bytes) -> Result<()> {
+        if message.len() > self.max {
+            return Err(too_large(message.len(), self.max));
+        }
+        if self.request.replace(message).is_some() {
+            return Err(Error::bad_request("a unary call carries one request message"));
+        }
+        Ok(())
+    }
+
+    async fn close(&mut self) -> Result<()> {
+        if let Some((unary, answer)) = self.unary.take() {
+            let body = self.request.take().unwrap_or_default();
+            let _ = answer.send(AbortOnDrop(tokio::spawn(unary.call(body))));
+        }
+        Ok(())
     }
 }
 
@@ -90,10 +160,7 @@ impl MessageSink for RequestSink {
     async fn send(&mut self, message: Bytes) -> Result<()> {
         let tx = self.tx.as_ref().ok_or_else(|| Error::bad_request("send after close"))?;
         if message.len() > self.max {
-            return Err(Error::new(
-                rmicro_core::Code::PayloadTooLarge,
-                format!("message of {} bytes exceeds the limit of {} bytes", message.len(), self.max),
-            ));
+            return Err(too_large(message.len(), self.max));
         }
         tx.send(message).await.map_err(|_| Error::canceled("the server has ended the call; its status says why"))
     }
@@ -106,9 +173,9 @@ impl MessageSink for RequestSink {
 
 /// Aborts the call's task, and so resets its HTTP/2 stream, when the call is dropped.
 #[derive(Debug)]
-struct AbortOnDrop(JoinHandle<Answer>);
+struct AbortOnDrop<T>(JoinHandle<T>);
 
-impl Drop for AbortOnDrop {
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
     }
@@ -116,7 +183,12 @@ impl Drop for AbortOnDrop {
 
 #[derive(Debug)]
 enum State {
-    Waiting(AbortOnDrop),
+    /// A unary call not closed yet.
+    Sending(oneshot::Receiver<AbortOnDrop<UnaryAnswer>>),
+    Unary(AbortOnDrop<UnaryAnswer>),
+    /// A unary call's response, returned by the next `recv`.
+    Answered(Bytes),
+    Waiting(AbortOnDrop<Answer>),
     Streaming(Box<Streaming<Bytes>>),
     Done,
 }
@@ -132,6 +204,32 @@ impl MessageSource for Responses {
     async fn recv(&mut self) -> Result<Option<Bytes>> {
         loop {
             match &mut self.state {
+                State::Sending(sent) => match sent.await {
+                    Ok(task) => self.state = State::Unary(task),
+                    Err(_) => {
+                        self.state = State::Done;
+                        return Err(Error::canceled("the call was dropped before it was sent"));
+                    }
+                },
+                State::Unary(task) => {
+                    let answer =
+                        (&mut task.0).await.map_err(|e| Error::internal(format!("the call's task failed: {e}")));
+                    self.state = State::Done;
+                    match answer? {
+                        Ok(response) => {
+                            self.header = Some(wire::metadata_from(response.metadata()));
+                            self.state = State::Answered(response.into_inner());
+                        }
+                        Err(status) => {
+                            self.header.get_or_insert_with(|| wire::metadata_from(status.metadata()));
+                            return Err(from_status(&status));
+                        }
+                    }
+                }
+                State::Answered(_) => {
+                    let State::Answered(body) = std::mem::replace(&mut self.state, State::Done) else { continue };
+                    return Ok(Some(body));
+                }
                 State::Waiting(task) => {
                     let answer =
                         (&mut task.0).await.map_err(|e| Error::internal(format!("the call's task failed: {e}")));

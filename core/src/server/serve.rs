@@ -93,6 +93,12 @@ async fn handle(
 ) -> Result<()> {
     let Handler::Stream(handler) = find(&server.endpoints, &server.options.name, &head.endpoint)?.handler else {
         let body = requests.recv().await?.ok_or_else(|| Error::bad_request("the call carried no request message"))?;
+        // Reading to the end, rather than dropping the rest, lets HTTP/2 close the stream
+        // cleanly: an unread request body makes the server reset it, and hyper closes a
+        // connection that resets too many streams.
+        if requests.recv().await?.is_some() {
+            return Err(Error::bad_request("a unary call carries one request message"));
+        }
         let request = ServerRequest {
             service: head.service,
             endpoint: head.endpoint,
