@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures::{Future, StreamExt};
 use http::{HeaderValue, Request, Response};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, BodyStream, Limited, StreamBody};
+use http_body_util::{BodyExt, BodyStream, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -16,7 +16,7 @@ use rmicro_core::metadata::Metadata;
 use rmicro_core::transport::{CallHead, ClientCall, Connection, MessageSink, MessageSource};
 use rmicro_core::{Error, Result};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::wire::{self, Body, Deframer};
@@ -72,23 +72,28 @@ impl HttpConnection {
 #[async_trait]
 impl Connection for HttpConnection {
     async fn open(&self, head: CallHead) -> Result<ClientCall> {
-        let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(STREAM_WINDOW);
-        let body = BoxBody::new(StreamBody::new(ReceiverStream::new(rx)));
-        let request = self.request(&head, body)?;
         let mut sender = self.sender.clone();
         sender
             .ready()
             .await
             .map_err(|e| Error::unavailable(format!("connection to {} is closed: {e}", self.address)).unsent())?;
+        let responses =
+            |state| Responses { state, header: None, max: self.max_message_size, address: self.address.clone() };
+        if !head.stream {
+            let request = self.request(&head, Body::default())?;
+            let (tx, rx) = oneshot::channel();
+            return Ok(ClientCall {
+                requests: Box::new(UnarySink { pending: Some((sender, request, tx)), body: None }),
+                responses: Box::new(responses(State::Sending(rx))),
+            });
+        }
+        let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(STREAM_WINDOW);
+        let body = BoxBody::new(StreamBody::new(ReceiverStream::new(rx)));
+        let request = self.request(&head, body)?;
         let response = Box::pin(sender.send_request(request));
         Ok(ClientCall {
-            requests: Box::new(RequestSink { tx: Some(tx), framed: head.stream }),
-            responses: Box::new(Responses {
-                state: State::Waiting(response),
-                header: None,
-                max: self.max_message_size,
-                address: self.address.clone(),
-            }),
+            requests: Box::new(RequestSink { tx: Some(tx) }),
+            responses: Box::new(responses(State::Waiting(response))),
         })
     }
 
@@ -100,15 +105,13 @@ impl Connection for HttpConnection {
 #[derive(Debug)]
 struct RequestSink {
     tx: Option<mpsc::Sender<Result<Frame<Bytes>, Infallible>>>,
-    framed: bool,
 }
 
 #[async_trait]
 impl MessageSink for RequestSink {
     async fn send(&mut self, message: Bytes) -> Result<()> {
         let tx = self.tx.as_ref().ok_or_else(|| Error::bad_request("send after close"))?;
-        let data = if self.framed { wire::frame(wire::MESSAGE, &message) } else { message };
-        tx.send(Ok(Frame::data(data)))
+        tx.send(Ok(Frame::data(wire::frame(wire::MESSAGE, &message))))
             .await
             .map_err(|_| Error::canceled("the server has ended the call; its status says why"))
     }
@@ -119,9 +122,43 @@ impl MessageSink for RequestSink {
     }
 }
 
+/// Holds a unary call's request until the call is closed, then sends it whole, so the body
+/// leaves with the request head and needs no channel.
+struct UnarySink {
+    pending: Option<(SendRequest<Body>, Request<Body>, oneshot::Sender<ResponseFuture>)>,
+    body: Option<Bytes>,
+}
+
+impl std::fmt::Debug for UnarySink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnarySink").field("sent", &self.pending.is_none()).finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl MessageSink for UnarySink {
+    async fn send(&mut self, message: Bytes) -> Result<()> {
+        if self.body.replace(message).is_some() {
+            return Err(Error::bad_request("a unary call carries one request message"));
+        }
+        Ok(())
+    }
+
+    async fn close(&mut self) -> Result<()> {
+        if let Some((mut sender, request, response)) = self.pending.take() {
+            let body = self.body.take().unwrap_or_default();
+            let request = request.map(|_| BoxBody::new(Full::new(body)));
+            let _ = response.send(Box::pin(sender.send_request(request)));
+        }
+        Ok(())
+    }
+}
+
 type ResponseFuture = Pin<Box<dyn Future<Output = hyper::Result<Response<Incoming>>> + Send>>;
 
 enum State {
+    /// A unary call not closed yet.
+    Sending(oneshot::Receiver<ResponseFuture>),
     Waiting(ResponseFuture),
     Unary(Option<Bytes>),
     Streaming(BodyStream<Incoming>, Deframer),
@@ -179,6 +216,10 @@ impl MessageSource for Responses {
     async fn recv(&mut self) -> Result<Option<Bytes>> {
         loop {
             match std::mem::replace(&mut self.state, State::Done) {
+                State::Sending(sent) => match sent.await {
+                    Ok(response) => self.state = State::Waiting(response),
+                    Err(_) => return Err(Error::canceled("the call was dropped before it was sent")),
+                },
                 State::Waiting(response) => self.start(response).await?,
                 State::Unary(message) => {
                     let done = message.is_none();

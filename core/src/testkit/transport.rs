@@ -37,6 +37,7 @@ macro_rules! transport_conformance {
             transport,
             $factory,
             unary_round_trip,
+            empty_messages_round_trip,
             metadata_round_trips,
             error_status_crosses_intact,
             bidi_stream_echoes,
@@ -124,6 +125,24 @@ pub async fn unary_round_trip(t: TransportUnderTest) {
     let conn = t.transport.dial(&address).await.unwrap();
     let (reply, _) = unary(&*conn, "Echo.Unary", Bytes::from_static(b"ping \x00\xff")).await.unwrap();
     assert_eq!(reply, Bytes::from_static(b"ping \x00\xff"));
+    server.abort();
+}
+
+/// An empty request gets its empty response, and the connection serves on (empty protobuf
+/// messages encode to no bytes at all).
+pub async fn empty_messages_round_trip(t: TransportUnderTest) {
+    let (address, _, server) = echo_server(&t).await;
+    let conn = t.transport.dial(&address).await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(unary(&*conn, "Echo.Unary", Bytes::new()).await.unwrap().0, Bytes::new());
+    }
+    let mut h = head("Echo.Stream");
+    h.stream = true;
+    let mut call = conn.open(h).await.unwrap();
+    call.requests.send(Bytes::new()).await.unwrap();
+    assert_eq!(call.responses.recv().await.unwrap(), Some(Bytes::new()));
+    call.requests.close().await.unwrap();
+    assert_eq!(call.responses.recv().await.unwrap(), None);
     server.abort();
 }
 
