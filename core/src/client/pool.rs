@@ -67,7 +67,10 @@ impl Pool {
     pub(crate) async fn get(&self, address: &str) -> Result<Arc<dyn Connection>> {
         let dialling = {
             let mut all = self.connections();
-            let entry = all.entry(address.to_owned()).or_default();
+            let entry = match all.get_mut(address) {
+                Some(entry) => entry,
+                None => all.entry(address.to_owned()).or_default(),
+            };
             if let Some(connection) = entry.next(self.size, self.idle_ttl, Instant::now()) {
                 return Ok(connection);
             }

@@ -66,6 +66,8 @@ pub(crate) fn is_node_failure(error: &Error) -> bool {
 struct Circuit {
     consecutive: u32,
     recent: VecDeque<bool>,
+    /// How many of `recent` failed.
+    failures: usize,
     open_until: Option<Instant>,
     half_open: bool,
     probing: bool,
@@ -82,11 +84,22 @@ impl Circuit {
     }
 }
 
-/// The circuits of every node, by service and node id.
+/// The circuits of every node by service, then node id (looked up by `&str`, allocating
+/// nothing on a call's path).
+type Circuits = HashMap<String, HashMap<String, Circuit>>;
+
 #[derive(Debug, Default)]
 pub(crate) struct Breakers {
     policy: BreakerPolicy,
-    circuits: Mutex<HashMap<(String, String), Circuit>>,
+    circuits: Mutex<Circuits>,
+}
+
+fn circuit<'a>(circuits: &'a Circuits, service: &str, node: &str) -> Option<&'a Circuit> {
+    circuits.get(service)?.get(node)
+}
+
+fn circuit_mut<'a>(circuits: &'a mut Circuits, service: &str, node: &str) -> Option<&'a mut Circuit> {
+    circuits.get_mut(service)?.get_mut(node)
 }
 
 impl Breakers {
@@ -94,14 +107,14 @@ impl Breakers {
         Breakers { policy, circuits: Mutex::default() }
     }
 
-    fn circuits(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Circuit>> {
+    fn circuits(&self) -> std::sync::MutexGuard<'_, Circuits> {
         self.circuits.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Whether a call may be sent to the node now (does not change the circuit).
     pub(crate) fn admits(&self, service: &str, node: &str) -> bool {
         let circuits = self.circuits();
-        match circuits.get(&(service.to_owned(), node.to_owned())) {
+        match circuit(&circuits, service, node) {
             None => true,
             Some(c) => match c.state(Instant::now()) {
                 CircuitState::Closed => true,
@@ -114,7 +127,7 @@ impl Breakers {
     /// A call is being sent to the node: if its circuit is half-open, this call is the probe.
     pub(crate) fn on_pick(&self, service: &str, node: &str) {
         let mut circuits = self.circuits();
-        if let Some(c) = circuits.get_mut(&(service.to_owned(), node.to_owned())) {
+        if let Some(c) = circuit_mut(&mut circuits, service, node) {
             if c.state(Instant::now()) == CircuitState::HalfOpen {
                 c.open_until = None;
                 c.half_open = true;
@@ -127,14 +140,20 @@ impl Breakers {
     /// verdict (cancelled).
     pub(crate) fn record(&self, service: &str, node: &str, failed: Option<bool>) {
         let mut circuits = self.circuits();
-        let key = (service.to_owned(), node.to_owned());
         let Some(failed) = failed else {
-            if let Some(c) = circuits.get_mut(&key) {
+            if let Some(c) = circuit_mut(&mut circuits, service, node) {
                 c.probing = false;
             }
             return;
         };
-        let c = circuits.entry(key).or_default();
+        let nodes = match circuits.get_mut(service) {
+            Some(nodes) => nodes,
+            None => circuits.entry(service.to_owned()).or_default(),
+        };
+        let c = match nodes.get_mut(node) {
+            Some(c) => c,
+            None => nodes.entry(node.to_owned()).or_default(),
+        };
         let policy = &self.policy;
         if c.half_open {
             c.probing = false;
@@ -149,10 +168,11 @@ impl Breakers {
         }
         c.consecutive = if failed { c.consecutive + 1 } else { 0 };
         c.recent.push_back(failed);
-        if c.recent.len() > policy.min_samples {
-            c.recent.pop_front();
+        c.failures += usize::from(failed);
+        if c.recent.len() > policy.min_samples && c.recent.pop_front() == Some(true) {
+            c.failures -= 1;
         }
-        let failures = c.recent.iter().filter(|f| **f).count();
+        let failures = c.failures;
         let rate_tripped =
             c.recent.len() >= policy.min_samples && failures as f64 >= policy.error_rate * c.recent.len() as f64;
         if failed && (c.consecutive >= policy.consecutive_failures || rate_tripped) {
@@ -162,13 +182,11 @@ impl Breakers {
     }
 
     pub(crate) fn state(&self, service: &str, node: &str) -> CircuitState {
-        self.circuits()
-            .get(&(service.to_owned(), node.to_owned()))
-            .map_or(CircuitState::Closed, |c| c.state(Instant::now()))
+        circuit(&self.circuits(), service, node).map_or(CircuitState::Closed, |c| c.state(Instant::now()))
     }
 
     pub(crate) fn reset(&self, service: &str) {
-        self.circuits().retain(|(s, _), _| s != service);
+        self.circuits().remove(service);
     }
 }
 

@@ -41,8 +41,22 @@ struct Inner {
 
 #[derive(Debug)]
 struct Cached {
-    services: Vec<Service>,
+    known: Known,
     fresh_until: Instant,
+}
+
+/// A service's versions and all their nodes, shared so that a call's selection copies neither.
+#[derive(Clone, Debug)]
+struct Known {
+    services: Arc<Vec<Service>>,
+    nodes: Arc<Vec<Node>>,
+}
+
+impl Known {
+    fn new(services: Vec<Service>) -> Known {
+        let nodes = Arc::new(nodes_of(&services));
+        Known { services: Arc::new(services), nodes }
+    }
 }
 
 impl RegistrySelector {
@@ -117,15 +131,15 @@ impl Inner {
         self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    async fn services(&self, name: &str) -> Result<Vec<Service>> {
+    async fn services(&self, name: &str) -> Result<Known> {
         if let Some(cached) = self.cache().get(name).filter(|c| c.fresh_until > Instant::now()) {
-            return Ok(cached.services.clone());
+            return Ok(cached.known.clone());
         }
         match self.registry.get_service(name).await {
             Ok(services) => {
-                let fresh_until = Instant::now() + self.cache_ttl;
-                self.cache().insert(name.to_owned(), Cached { services: services.clone(), fresh_until });
-                Ok(services)
+                let (known, fresh_until) = (Known::new(services), Instant::now() + self.cache_ttl);
+                self.cache().insert(name.to_owned(), Cached { known: known.clone(), fresh_until });
+                Ok(known)
             }
             Err(e) if e.code == Code::NotFound => {
                 self.cache().remove(name);
@@ -134,7 +148,7 @@ impl Inner {
             Err(e) => match self.cache().get(name) {
                 Some(stale) => {
                     tracing::warn!(service = name, error = %e, "registry unreachable; using the nodes already known");
-                    Ok(stale.services.clone())
+                    Ok(stale.known.clone())
                 }
                 None => {
                     Err(Error::unavailable(format!("service {name}: registry error: {e}")).with_id("rmicro.selector"))
@@ -148,10 +162,11 @@ impl Inner {
         let mut cache = self.cache();
         let Some(cached) = cache.get_mut(&event.service.name) else { return };
         let changed = event.service;
-        let position = cached.services.iter().position(|s| s.version == changed.version);
+        let services = Arc::make_mut(&mut cached.known.services);
+        let position = services.iter().position(|s| s.version == changed.version);
         match (event.kind, position) {
             (EventKind::Create | EventKind::Update, Some(i)) => {
-                let service = &mut cached.services[i];
+                let service = &mut services[i];
                 for node in &changed.nodes {
                     service.nodes.retain(|n| n.id != node.id);
                     service.nodes.push(node.clone());
@@ -159,13 +174,14 @@ impl Inner {
                 service.metadata = changed.metadata;
                 service.endpoints = changed.endpoints;
             }
-            (EventKind::Create | EventKind::Update, None) => cached.services.push(changed),
+            (EventKind::Create | EventKind::Update, None) => services.push(changed),
             (EventKind::Delete, Some(i)) => {
-                cached.services[i].nodes.retain(|n| !changed.nodes.iter().any(|gone| gone.id == n.id));
-                cached.services.retain(|s| !s.nodes.is_empty());
+                services[i].nodes.retain(|n| !changed.nodes.iter().any(|gone| gone.id == n.id));
+                services.retain(|s| !s.nodes.is_empty());
             }
             (EventKind::Delete, None) => {}
         }
+        cached.known.nodes = Arc::new(nodes_of(services));
     }
 
     /// After a broken watch the cache may be missing changes: read the registry on next use,
@@ -231,7 +247,9 @@ impl RegistrySelector {
     }
 
     /// The nodes a call may go to: filtered, circuits admitting, untried where possible.
-    async fn candidates(&self, service: &str, options: &SelectOptions) -> Result<Vec<Node>> {
+    /// The nodes a call may go to. In the common case (no filters, every circuit closed,
+    /// nothing tried yet) that is the cached list itself, shared, not copied.
+    async fn candidates(&self, service: &str, options: &SelectOptions) -> Result<Arc<Vec<Node>>> {
         let inner = &self.inner;
         inner
             .watch_started
@@ -240,20 +258,29 @@ impl RegistrySelector {
                 tokio::spawn(keep_watching(Arc::downgrade(inner), inner.stop_watch.clone(), first));
             })
             .await;
-        let mut services = inner.services(service).await?;
-        for filter in &options.filters {
-            services = filter.apply(services);
-        }
-        let matching = nodes_of(&services);
+        let known = inner.services(service).await?;
+        let matching = if options.filters.is_empty() {
+            known.nodes
+        } else {
+            let mut services = known.services.as_ref().clone();
+            for filter in &options.filters {
+                services = filter.apply(services);
+            }
+            Arc::new(nodes_of(&services))
+        };
         if matching.is_empty() {
             return Err(no_nodes(service, "none matches the filters"));
         }
-        let admitted: Vec<Node> = matching.into_iter().filter(|n| inner.breakers.admits(service, &n.id)).collect();
+        let admits = |n: &Node| inner.breakers.admits(service, &n.id);
+        if options.tried.is_empty() && matching.iter().all(admits) {
+            return Ok(matching);
+        }
+        let admitted: Vec<Node> = matching.iter().filter(|n| admits(n)).cloned().collect();
         if admitted.is_empty() {
             return Err(no_nodes(service, "every node's circuit is open"));
         }
         let untried: Vec<Node> = admitted.iter().filter(|n| !options.tried.contains(&n.id)).cloned().collect();
-        Ok(if untried.is_empty() { admitted } else { untried })
+        Ok(Arc::new(if untried.is_empty() { admitted } else { untried }))
     }
 }
 
@@ -268,10 +295,10 @@ impl Selector for RegistrySelector {
 
     async fn select_all(&self, service: &str, options: &SelectOptions) -> Result<Vec<Node>> {
         let candidates = self.candidates(service, options).await?;
-        for node in &candidates {
+        for node in candidates.iter() {
             self.inner.breakers.on_pick(service, &node.id);
         }
-        Ok(candidates)
+        Ok(candidates.as_ref().clone())
     }
 
     fn mark(&self, service: &str, node: &Node, outcome: &Outcome) {
