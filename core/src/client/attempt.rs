@@ -30,14 +30,13 @@ impl Service<RawRequest> for Attempt {
     fn call(&mut self, req: RawRequest) -> Self::Future {
         let pool = self.pool.clone();
         Box::pin(async move {
-            let address = req
-                .node
-                .as_ref()
-                .map(|n| n.address.clone())
-                .ok_or_else(|| Error::internal("no node was chosen for the attempt"))?;
-            let mut call = open(&pool, &address, head(&req, false)).await?;
+            let RawRequest { service, endpoint, content_type, metadata, body, deadline, node, .. } = req;
+            let node = node.ok_or_else(|| Error::internal("no node was chosen for the attempt"))?;
+            let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let head = CallHead { service, endpoint, content_type, metadata, timeout, stream: false };
+            let mut call = open(&pool, &node.address, head).await?;
             let sent = async {
-                call.requests.send(req.body).await?;
+                call.requests.send(body).await?;
                 call.requests.close().await
             }
             .await;
@@ -53,15 +52,15 @@ impl Service<RawRequest> for Attempt {
     }
 }
 
-/// The call head for `req`, carrying the time left until its deadline.
-pub(crate) fn head(req: &RawRequest, stream: bool) -> CallHead {
+/// The call head of a stream for `req`, carrying the time left until its deadline.
+pub(crate) fn stream_head(req: &RawRequest) -> CallHead {
     CallHead {
         service: req.service.clone(),
         endpoint: req.endpoint.clone(),
         content_type: req.content_type.clone(),
         metadata: req.metadata.clone(),
         timeout: req.deadline.map(|d| d.saturating_duration_since(Instant::now())),
-        stream,
+        stream: true,
     }
 }
 

@@ -53,14 +53,14 @@ pub(crate) fn select_options(req: &RawRequest, tried: &[String]) -> SelectOption
 
 /// Tells the selector how a call to a node went, even when the call is dropped half-way
 /// (a hedge that lost, a caller that gave up): then the outcome is "abandoned".
-struct Marker {
-    selector: Arc<dyn Selector>,
-    service: String,
+struct Marker<'a> {
+    selector: &'a dyn Selector,
+    service: &'a str,
     node: Option<Node>,
     started: Instant,
 }
 
-impl Marker {
+impl Marker<'_> {
     fn finish(mut self, result: &Result<RawResponse>) {
         if let Some(node) = self.node.take() {
             let outcome = Outcome {
@@ -72,7 +72,7 @@ impl Marker {
     }
 }
 
-impl Drop for Marker {
+impl Drop for Marker<'_> {
     fn drop(&mut self) {
         if let Some(node) = self.node.take() {
             let outcome = Outcome { latency: self.started.elapsed(), result: None };
@@ -126,8 +126,8 @@ impl Dispatch {
     /// Sends one attempt to `node`.
     async fn send(&self, req: &RawRequest, node: Node, marked: bool, attempt: u32) -> Result<RawResponse> {
         let marker = Marker {
-            selector: self.selector.clone(),
-            service: req.service.clone(),
+            selector: &*self.selector,
+            service: &req.service,
             node: marked.then(|| node.clone()),
             started: Instant::now(),
         };
@@ -189,12 +189,12 @@ impl Dispatch {
             let (node, marked) = self.choose(req, &tried).await?;
             tried.push(node.id.clone());
             let marker = Marker {
-                selector: self.selector.clone(),
-                service: req.service.clone(),
+                selector: &*self.selector,
+                service: &req.service,
                 node: marked.then(|| node.clone()),
                 started: Instant::now(),
             };
-            let opened = attempt::open(&self.pool, &node.address, attempt::head(req, true)).await;
+            let opened = attempt::open(&self.pool, &node.address, attempt::stream_head(req)).await;
             let error = match opened {
                 Ok(call) => {
                     drop(marker);

@@ -117,8 +117,7 @@ impl Client {
         Req: Message,
         Resp: Message + Default,
     {
-        let content_type = self.content_type_of(&call);
-        let codec = self.inner.codecs.get(&content_type)?.clone();
+        let codec = self.inner.codecs.get(call.content_type.as_deref().unwrap_or(&self.inner.content_type))?.clone();
         let body = codec.encode(request)?;
         let raw = self.call_bytes(call, body).await?;
         let message = codec::decode(&*codec, raw.body).map_err(bad_response)?;

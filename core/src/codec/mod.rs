@@ -108,10 +108,11 @@ pub(crate) fn undecodable(codec: &dyn Codec, msg: &dyn Message, why: impl fmt::D
     Error::bad_request(format!("body does not decode as {} {}: {why}", codec.content_type(), msg.type_name()))
 }
 
-/// The codecs a client or server speaks, by content type.
+/// The codecs a client or server speaks, by content type. Cheap to clone: clones share the
+/// table until one of them changes it.
 #[derive(Clone, Debug)]
 pub struct Codecs {
-    by_type: HashMap<String, Arc<dyn Codec>>,
+    by_type: Arc<HashMap<String, Arc<dyn Codec>>>,
 }
 
 impl Default for Codecs {
@@ -121,7 +122,7 @@ impl Default for Codecs {
     fn default() -> Codecs {
         let protobuf: Arc<dyn Codec> = Arc::new(ProtobufCodec);
         let json: Arc<dyn Codec> = Arc::new(JsonCodec);
-        let mut codecs = Codecs { by_type: HashMap::new() };
+        let mut codecs = Codecs { by_type: Arc::default() };
         codecs.insert(protobuf.clone());
         for alias in ["application/x-protobuf", "application/proto", "application/grpc", "application/grpc+proto"] {
             codecs.insert_alias(alias, protobuf.clone());
@@ -136,12 +137,12 @@ impl Default for Codecs {
 impl Codecs {
     /// Adds `codec` under its own content type, replacing any codec there.
     pub fn insert(&mut self, codec: Arc<dyn Codec>) {
-        self.by_type.insert(codec.content_type().to_owned(), codec);
+        Arc::make_mut(&mut self.by_type).insert(codec.content_type().to_owned(), codec);
     }
 
     /// Adds `codec` under another content type name.
     pub fn insert_alias(&mut self, content_type: &str, codec: Arc<dyn Codec>) {
-        self.by_type.insert(content_type.to_ascii_lowercase(), codec);
+        Arc::make_mut(&mut self.by_type).insert(content_type.to_ascii_lowercase(), codec);
     }
 
     /// The codec for `content_type` (parameters such as `; charset=utf-8` are ignored).

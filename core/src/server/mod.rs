@@ -188,7 +188,11 @@ impl Server {
     }
 
     fn insert(&self, name: &str, endpoint: handler::Endpoint) -> &Server {
-        self.inner.endpoints.write().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(name.to_owned(), endpoint);
+        self.inner
+            .endpoints
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(name.to_owned(), Arc::new(endpoint));
         self
     }
 

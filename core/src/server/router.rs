@@ -47,9 +47,9 @@ impl ServerResponse {
     }
 }
 
-pub(crate) type Endpoints = Arc<RwLock<BTreeMap<String, Endpoint>>>;
+pub(crate) type Endpoints = Arc<RwLock<BTreeMap<String, Arc<Endpoint>>>>;
 
-pub(crate) fn find(endpoints: &Endpoints, service: &str, name: &str) -> Result<Endpoint> {
+pub(crate) fn find(endpoints: &Endpoints, service: &str, name: &str) -> Result<Arc<Endpoint>> {
     endpoints
         .read()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -83,7 +83,7 @@ impl Service<ServerRequest> for Router {
         let found = find(&self.endpoints, &req.service, &req.endpoint);
         let codec = self.codecs.get(&req.content_type).cloned();
         Box::pin(async move {
-            let Handler::Unary(handler) = found?.handler else {
+            let Handler::Unary(handler) = found?.handler.clone() else {
                 return Err(Error::bad_request(format!(
                     "{} is a streaming endpoint; open a stream to call it",
                     req.endpoint

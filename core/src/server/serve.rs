@@ -91,7 +91,8 @@ async fn handle(
     reply: SharedReply,
     ctx: Context,
 ) -> Result<()> {
-    let Handler::Stream(handler) = find(&server.endpoints, &server.options.name, &head.endpoint)?.handler else {
+    let Handler::Stream(handler) = find(&server.endpoints, &server.options.name, &head.endpoint)?.handler.clone()
+    else {
         let body = requests.recv().await?.ok_or_else(|| Error::bad_request("the call carried no request message"))?;
         // Reading to the end, rather than dropping the rest, lets HTTP/2 close the stream
         // cleanly: an unread request body makes the server reset it, and hyper closes a
