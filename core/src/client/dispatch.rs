@@ -67,7 +67,7 @@ impl Marker<'_> {
                 latency: self.started.elapsed(),
                 result: Some(result.as_ref().map(|_| ()).map_err(Clone::clone)),
             };
-            self.selector.mark(&self.service, &node, &outcome);
+            self.selector.mark(self.service, &node, &outcome);
         }
     }
 }
@@ -76,7 +76,7 @@ impl Drop for Marker<'_> {
     fn drop(&mut self) {
         if let Some(node) = self.node.take() {
             let outcome = Outcome { latency: self.started.elapsed(), result: None };
-            self.selector.mark(&self.service, &node, &outcome);
+            self.selector.mark(self.service, &node, &outcome);
         }
     }
 }
