@@ -68,8 +68,12 @@ impl Shared {
         if let Some(why) = &routes.closed {
             return Err(unavailable(why.clone()).unsent());
         }
-        let id = routes.next;
-        routes.next = routes.next.wrapping_add(1);
+        // Ids wrap after 2^32 calls; skip any still held by a long-lived call.
+        let mut id = routes.next;
+        while routes.calls.contains_key(&id) {
+            id = id.wrapping_add(1);
+        }
+        routes.next = id.wrapping_add(1);
         routes.calls.insert(id, route());
         Ok(id)
     }
