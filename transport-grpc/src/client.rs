@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::uri::PathAndQuery;
 use rmicro_core::metadata::Metadata;
-use rmicro_core::transport::{CallHead, ClientCall, Connection, MessageSink, MessageSource};
+use rmicro_core::transport::{CallHead, ClientCall, Connection, MessageSink, MessageSource, too_large};
 use rmicro_core::{Error, Result};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -96,10 +96,6 @@ impl Connection for GrpcConnection {
     fn is_closed(&self) -> bool {
         false
     }
-}
-
-fn too_large(len: usize, max: usize) -> Error {
-    Error::new(rmicro_core::Code::PayloadTooLarge, format!("message of {len} bytes exceeds the limit of {max} bytes"))
 }
 
 /// A unary call: one gRPC unary request, made when the call is closed.

@@ -11,8 +11,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use http_body_util::combinators::BoxBody;
+use rmicro_core::Error;
 use rmicro_core::metadata::Metadata;
-use rmicro_core::{Code, Error};
 
 /// The service called, when the path names only the endpoint.
 pub(crate) const SERVICE: &str = "micro-service";
@@ -83,9 +83,7 @@ pub(crate) fn status_frame(status: &Result<(), Error>) -> Bytes {
     }
 }
 
-pub(crate) fn too_large(len: usize, max: usize) -> Error {
-    Error::new(Code::PayloadTooLarge, format!("message of {len} bytes exceeds the limit of {max} bytes"))
-}
+pub(crate) use rmicro_core::transport::too_large;
 
 /// Splits a byte stream into frames, refusing frames over the size limit.
 #[derive(Debug)]
@@ -151,6 +149,7 @@ pub(crate) fn error_response(error: &Error, refused: bool) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rmicro_core::Code;
 
     #[test]
     fn frames_split_across_reads_are_reassembled() {

@@ -59,9 +59,7 @@ pub(crate) fn nats_error(doing: &str, error: impl std::fmt::Display) -> Error {
     Error::new(Code::Unavailable, format!("nats: {doing}: {error}")).with_id("rmicro.transport.nats")
 }
 
-pub(crate) fn too_large(len: usize, max: usize) -> Error {
-    Error::new(Code::PayloadTooLarge, format!("message of {len} bytes exceeds the limit of {max} bytes"))
-}
+pub(crate) use rmicro_core::transport::too_large;
 
 /// The NATS transport: one NATS connection for every listener and dialled node.
 #[derive(Clone, Debug)]

@@ -59,7 +59,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use rmicro_core::transport::{Connection, DEFAULT_MAX_MESSAGE_SIZE, Listener, Transport};
-use rmicro_core::{Code, Error, Result};
+use rmicro_core::{Error, Result};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use tls::TlsConfig;
@@ -140,6 +140,4 @@ pub(crate) fn unavailable(detail: impl Into<String>) -> Error {
     Error::unavailable(detail).with_id("rmicro.transport.tcp")
 }
 
-pub(crate) fn too_large(len: usize, max: usize) -> Error {
-    Error::new(Code::PayloadTooLarge, format!("message of {len} bytes exceeds the limit of {max} bytes"))
-}
+pub(crate) use rmicro_core::transport::too_large;

@@ -13,7 +13,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::{
     CallHead, ClientCall, Connection, DEFAULT_MAX_MESSAGE_SIZE, IncomingCall, Listener, MessageSink, MessageSource,
-    Reply, Transport,
+    Reply, Transport, too_large,
 };
 use crate::error::{Code, Error, Result};
 use crate::metadata::Metadata;
@@ -171,10 +171,6 @@ impl Connection for MemoryConnection {
     fn is_closed(&self) -> bool {
         self.calls.is_closed()
     }
-}
-
-fn too_large(len: usize, max: usize) -> Error {
-    Error::new(Code::PayloadTooLarge, format!("message of {len} bytes exceeds the limit of {max} bytes"))
 }
 
 #[derive(Debug)]

@@ -25,6 +25,11 @@ pub use memory::MemoryTransport;
 /// Default largest message a transport accepts, as in gRPC: 4 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
 
+/// The error for a message over a transport's size limit, the same from every transport.
+pub fn too_large(len: usize, max: usize) -> crate::Error {
+    crate::Error::new(crate::Code::PayloadTooLarge, format!("message of {len} bytes exceeds the limit of {max} bytes"))
+}
+
 /// What a call is about, sent before its first message.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CallHead {
