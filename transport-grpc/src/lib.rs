@@ -56,7 +56,7 @@ use async_trait::async_trait;
 use rmicro_core::Result;
 use rmicro_core::transport::{Connection, DEFAULT_MAX_MESSAGE_SIZE, Listener, Transport};
 
-pub use tls::TlsConfig;
+pub use rmicro_core::transport::TlsConfig;
 
 /// The gRPC transport.
 #[derive(Clone, Debug)]
@@ -97,10 +97,10 @@ impl Transport for GrpcTransport {
     }
 
     async fn listen(&self, address: &str) -> Result<Box<dyn Listener>> {
-        Ok(Box::new(server::listen(address, self.max_message_size, self.tls.acceptor()?).await?))
+        Ok(Box::new(server::listen(address, self.max_message_size, tls::acceptor(&self.tls)?).await?))
     }
 
     async fn dial(&self, address: &str) -> Result<Arc<dyn Connection>> {
-        Ok(Arc::new(client::dial(address, self.max_message_size, self.tls.client()).await?))
+        Ok(Arc::new(client::dial(address, self.max_message_size, tls::client(&self.tls)).await?))
     }
 }

@@ -62,7 +62,7 @@ use rmicro_core::transport::{Connection, DEFAULT_MAX_MESSAGE_SIZE, Listener, Tra
 use rmicro_core::{Error, Result};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-pub use tls::TlsConfig;
+pub use rmicro_core::transport::TlsConfig;
 
 /// Stream messages a direction may have unconsumed before the receiver grants more.
 pub(crate) const WINDOW: u32 = 32;
@@ -106,11 +106,11 @@ impl Transport for TcpTransport {
     }
 
     async fn listen(&self, address: &str) -> Result<Box<dyn Listener>> {
-        Ok(Box::new(server::listen(address, self.max_message_size, self.tls.acceptor()?).await?))
+        Ok(Box::new(server::listen(address, self.max_message_size, tls::acceptor(&self.tls)?).await?))
     }
 
     async fn dial(&self, address: &str) -> Result<Arc<dyn Connection>> {
-        Ok(Arc::new(client::dial(address, self.max_message_size, self.tls.connector()?).await?))
+        Ok(Arc::new(client::dial(address, self.max_message_size, tls::connector(&self.tls)?).await?))
     }
 }
 

@@ -8,6 +8,7 @@
 //! the call on the server ([`IncomingCall::cancel`] fires).
 
 mod memory;
+mod tls;
 
 use std::fmt;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use crate::error::Result;
 use crate::metadata::Metadata;
 
 pub use memory::MemoryTransport;
+pub use tls::TlsConfig;
 
 /// Default largest message a transport accepts, as in gRPC: 4 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
