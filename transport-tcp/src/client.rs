@@ -17,7 +17,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::frame::{self, Frame, Kind, Reader, Table};
 use crate::io::{FrameReader, Outbox, ReadEnd};
-use crate::{ReadHalf, WINDOW, WriteHalf, max_frame, too_large, unavailable, unix_path};
+use crate::{Plain, ReadHalf, WINDOW, max_frame, too_large, unavailable, unix_path};
 
 /// How a call ended, as the server's `End` frame says.
 #[derive(Debug)]
@@ -204,29 +204,20 @@ pub(crate) async fn dial(
 ) -> Result<TcpConnection> {
     let refused = |e: std::io::Error| unavailable(format!("connecting to {address}: {e}")).unsent();
     let connect = async {
-        match unix_path(address) {
-            Some(path) => {
-                let stream = tokio::net::UnixStream::connect(path).await.map_err(refused)?;
-                match tls {
-                    Some((connector, name)) => halves_over_tls(connector, name, stream, address).await,
-                    None => {
-                        let (read, write) = stream.into_split();
-                        Ok((Box::new(read) as ReadHalf, Box::new(write) as WriteHalf))
-                    }
-                }
-            }
+        let plain = match unix_path(address) {
+            Some(path) => Plain::Unix(tokio::net::UnixStream::connect(path).await.map_err(refused)?),
             None => {
                 let stream = tokio::net::TcpStream::connect(address).await.map_err(refused)?;
                 stream.set_nodelay(true).map_err(refused)?;
-                match tls {
-                    Some((connector, name)) => halves_over_tls(connector, name, stream, address).await,
-                    None => {
-                        let (read, write) = stream.into_split();
-                        Ok((Box::new(read) as ReadHalf, Box::new(write) as WriteHalf))
-                    }
-                }
+                Plain::Tcp(stream)
             }
-        }
+        };
+        let Some((connector, name)) = tls else { return Ok(plain.split()) };
+        let stream = connector
+            .connect(name, plain.boxed())
+            .await
+            .map_err(|e| unavailable(format!("TLS handshake with {address}: {e}")).unsent())?;
+        Ok(crate::split(stream))
     };
     let (read, write) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
         .await
@@ -237,19 +228,6 @@ pub(crate) async fn dial(
     tokio::spawn(async move { writer.outbox.drain(write).await });
     let reader = tokio::spawn(read_frames(shared.clone(), FrameReader::new(read, max_frame(max))));
     Ok(TcpConnection { shared, reader })
-}
-
-async fn halves_over_tls(
-    connector: TlsConnector,
-    name: ServerName<'static>,
-    stream: impl crate::ByteStream,
-    address: &str,
-) -> Result<(ReadHalf, WriteHalf)> {
-    let stream = connector
-        .connect(name, stream)
-        .await
-        .map_err(|e| unavailable(format!("TLS handshake with {address}: {e}")).unsent())?;
-    Ok(crate::split(stream))
 }
 
 async fn read_frames(shared: Arc<Shared>, mut reader: FrameReader<ReadHalf>) {

@@ -126,6 +126,36 @@ fn split(stream: impl ByteStream) -> (ReadHalf, WriteHalf) {
     (Box::new(read), Box::new(write))
 }
 
+/// A connection's socket before any TLS.
+pub(crate) enum Plain {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+impl Plain {
+    /// Halves that each own their side, so reading and writing share no lock.
+    pub(crate) fn split(self) -> (ReadHalf, WriteHalf) {
+        match self {
+            Plain::Tcp(stream) => {
+                let (read, write) = stream.into_split();
+                (Box::new(read), Box::new(write))
+            }
+            Plain::Unix(stream) => {
+                let (read, write) = stream.into_split();
+                (Box::new(read), Box::new(write))
+            }
+        }
+    }
+
+    /// The socket as one stream, for a TLS handshake.
+    pub(crate) fn boxed(self) -> Box<dyn ByteStream> {
+        match self {
+            Plain::Tcp(stream) => Box::new(stream),
+            Plain::Unix(stream) => Box::new(stream),
+        }
+    }
+}
+
 /// A Unix socket path, if the address names one.
 pub(crate) fn unix_path(address: &str) -> Option<&str> {
     address.strip_prefix("unix:")

@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::frame::{self, Frame, Kind, Reader, Table};
 use crate::io::{FrameReader, Outbox, ReadEnd};
-use crate::{ByteStream, ReadHalf, WINDOW, WriteHalf, max_frame, too_large, unavailable, unix_path};
+use crate::{Plain, ReadHalf, WINDOW, WriteHalf, max_frame, too_large, unavailable, unix_path};
 
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -156,26 +156,10 @@ async fn accept(
     }
 }
 
-enum Plain {
-    Tcp(tokio::net::TcpStream),
-    Unix(tokio::net::UnixStream),
-}
-
 async fn halves(stream: Plain, tls: Option<TlsAcceptor>) -> std::io::Result<(ReadHalf, WriteHalf)> {
-    async fn over_tls(stream: impl ByteStream, tls: &TlsAcceptor) -> std::io::Result<(ReadHalf, WriteHalf)> {
-        Ok(crate::split(tls.accept(stream).await?))
-    }
-    match (stream, tls) {
-        (Plain::Tcp(stream), Some(tls)) => over_tls(stream, &tls).await,
-        (Plain::Unix(stream), Some(tls)) => over_tls(stream, &tls).await,
-        (Plain::Tcp(stream), None) => {
-            let (read, write) = stream.into_split();
-            Ok((Box::new(read), Box::new(write)))
-        }
-        (Plain::Unix(stream), None) => {
-            let (read, write) = stream.into_split();
-            Ok((Box::new(read), Box::new(write)))
-        }
+    match tls {
+        Some(tls) => Ok(crate::split(tls.accept(stream.boxed()).await?)),
+        None => Ok(stream.split()),
     }
 }
 
