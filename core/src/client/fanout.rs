@@ -84,7 +84,7 @@ impl Client {
         call: Call,
         request: &Req,
     ) -> Result<(std::sync::Arc<dyn codec::Codec>, Vec<Node>, RawRequest)> {
-        let codec = self.inner.codecs.get(&self.content_type_of(&call))?.clone();
+        let codec = self.inner.codecs.get(self.content_type_of(&call))?.clone();
         let body: Bytes = codec.encode(request)?;
         let raw = self.raw_request(call, body, Some(self.inner.timeout));
         let nodes = match &raw.address {

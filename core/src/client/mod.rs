@@ -117,7 +117,7 @@ impl Client {
         Req: Message,
         Resp: Message + Default,
     {
-        let codec = self.inner.codecs.get(call.content_type.as_deref().unwrap_or(&self.inner.content_type))?.clone();
+        let codec = self.inner.codecs.get(self.content_type_of(&call))?.clone();
         let body = codec.encode(request)?;
         let raw = self.call_bytes(call, body).await?;
         let message = codec::decode(&*codec, raw.body).map_err(bad_response)?;
@@ -134,7 +134,7 @@ impl Client {
     fn raw_request(&self, call: Call, body: Bytes, default_timeout: Option<Duration>) -> RawRequest {
         let inner = &self.inner;
         RawRequest {
-            content_type: self.content_type_of(&call),
+            content_type: self.content_type_of(&call).to_owned(),
             deadline: self.deadline_of(&call, default_timeout),
             idempotent: call.idempotent.unwrap_or_else(|| inner.idempotent.contains(&call.endpoint)),
             fail_mode: call.fail_mode.unwrap_or(inner.fail_mode),
@@ -158,7 +158,7 @@ impl Client {
         Req: Message,
         Resp: Message + Default,
     {
-        let codec = self.inner.codecs.get(&self.content_type_of(&call))?.clone();
+        let codec = self.inner.codecs.get(self.content_type_of(&call))?.clone();
         let raw = self.raw_request(call, Bytes::new(), None);
         let opened = self.inner.dispatch.open_stream(&raw).await?;
         Ok(Streaming::new(opened, codec, raw.deadline, raw.service, raw.endpoint))
@@ -189,8 +189,8 @@ impl Client {
         &self.inner.broker
     }
 
-    fn content_type_of(&self, call: &Call) -> String {
-        call.content_type.clone().unwrap_or_else(|| self.inner.content_type.clone())
+    fn content_type_of<'a>(&'a self, call: &'a Call) -> &'a str {
+        call.content_type.as_deref().unwrap_or(&self.inner.content_type)
     }
 
     fn deadline_of(&self, call: &Call, default_timeout: Option<Duration>) -> Option<Instant> {
