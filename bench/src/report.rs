@@ -53,13 +53,7 @@ pub(crate) fn targets(rows: &[Row], payload: &str) -> Vec<String> {
     let mut check = |what: String, ratio: f64, holds: bool| {
         lines.push(format!("- {what}: {ratio:.2} {}", if holds { "(met)" } else { "(NOT met)" }));
     };
-    let concurrencies: Vec<usize> = {
-        let mut c: Vec<usize> = rows.iter().map(|r| r.concurrency).collect();
-        c.sort_unstable();
-        c.dedup();
-        c
-    };
-    for &c in &concurrencies {
+    for c in crate::CONCURRENCIES {
         let pair = |a: (&str, &str), b: (&str, &str)| {
             Some((find(rows, a.0, a.1, payload, c)?, find(rows, b.0, b.1, payload, c)?))
         };
@@ -74,14 +68,12 @@ pub(crate) fn targets(rows: &[Row], payload: &str) -> Vec<String> {
             check(format!("rmicro/grpc ÷ tonic calls/s at {c} in flight"), ratio, ratio >= 0.9);
             let p99 = ours.p99_us / tonic.p99_us;
             check(format!("rmicro/grpc ÷ tonic p99 at {c} in flight"), p99, p99 <= 1.2);
+            let rss = ours.server_rss_kib as f64 / tonic.server_rss_kib as f64;
+            check(format!("rmicro/grpc ÷ tonic server RSS at {c} in flight"), rss, rss <= 1.5);
         }
         if let Some((ours, nats)) = pair(("rmicro", "nats"), ("async-nats", "nats")) {
             let ratio = ours.calls_per_sec / nats.calls_per_sec;
             check(format!("rmicro/nats ÷ async-nats calls/s at {c} in flight"), ratio, ratio >= 0.9);
-        }
-        if let Some((ours, tonic)) = pair(("rmicro", "grpc"), ("tonic", "grpc")) {
-            let rss = ours.server_rss_kib as f64 / tonic.server_rss_kib as f64;
-            check(format!("rmicro/grpc ÷ tonic server RSS at {c} in flight"), rss, rss <= 1.5);
         }
         if let Some((ours, tonic)) = pair(("rmicro", "tcp"), ("tonic", "grpc")) {
             let rss = ours.server_rss_kib as f64 / tonic.server_rss_kib as f64;
