@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::{BufMut, Bytes};
 use rmicro_core::metadata::Metadata;
-use rmicro_core::transport::{CallHead, ClientCall, Connection, MessageSink, MessageSource};
+use rmicro_core::transport::{CallHead, ClientCall, Connection, MessageSink, MessageSource, UnaryResponse};
 use rmicro_core::{Error, Result};
 use rustls::pki_types::ServerName;
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -125,6 +125,12 @@ impl Shared {
 
     fn send(&self, kind: Kind, call: u32, body: Bytes) -> Result<()> {
         self.outbox.push(kind, 0, call, |_, _| {}, body).map_err(unavailable)
+    }
+
+    /// Forgets a call its caller gave up on, and tells the server.
+    fn cancel(&self, call: u32) {
+        self.routes().calls.remove(&call);
+        let _ = self.send(Kind::Cancel, call, Bytes::new());
     }
 
     fn grant(&self, call: u32, credit: u32) {
@@ -269,8 +275,47 @@ impl Connection for TcpConnection {
         Ok(ClientCall { requests: Box::new(requests), responses: Box::new(responses) })
     }
 
+    /// One `Open` frame carrying the request out, one `End` frame carrying the answer back.
+    async fn unary(&self, head: &CallHead, request: Bytes) -> Result<UnaryResponse> {
+        frame::check_head([head.service.as_str(), &head.endpoint, &head.content_type], &head.metadata)?;
+        let shared = &self.shared;
+        if request.len() > shared.max {
+            return Err(too_large(request.len(), shared.max));
+        }
+        let (done, ended) = oneshot::channel();
+        let call = shared.route(|| Route::Unary(done))?;
+        let mut awaiting = Awaiting { shared, call, answered: false };
+        shared.open(call, head, Some(request))?;
+        let ended = ended.await;
+        awaiting.answered = true;
+        let Ended { header, reply, status } =
+            ended.map_err(|_| unavailable(format!("the connection to {} closed", shared.address)))?;
+        status?;
+        match reply {
+            Some(body) if body.len() > shared.max => Err(too_large(body.len(), shared.max)),
+            Some(body) => Ok(UnaryResponse { metadata: header, body }),
+            None => Err(Error::internal("the server sent no response")),
+        }
+    }
+
     fn is_closed(&self) -> bool {
         self.shared.outbox.is_closed()
+    }
+}
+
+/// A unary call waiting for its answer. Dropped unanswered, the call is forgotten here and
+/// cancelled on the server.
+struct Awaiting<'a> {
+    shared: &'a Shared,
+    call: u32,
+    answered: bool,
+}
+
+impl Drop for Awaiting<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.shared.cancel(self.call);
+        }
     }
 }
 
@@ -408,7 +453,6 @@ impl Drop for Responses {
         if self.ended {
             return;
         }
-        self.shared.routes().calls.remove(&self.call);
-        let _ = self.shared.send(Kind::Cancel, self.call, Bytes::new());
+        self.shared.cancel(self.call);
     }
 }

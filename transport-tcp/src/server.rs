@@ -459,6 +459,20 @@ impl Reply for TcpReply {
     async fn finish(mut self: Box<Self>, status: Result<()>) {
         self.end(status);
     }
+
+    async fn answer(mut self: Box<Self>, metadata: Metadata, response: Bytes) {
+        let max = self.connection.state.max;
+        let status = match frame::check_head([], &metadata) {
+            Err(e) => Err(e),
+            Ok(()) if response.len() > max => Err(too_large(response.len(), max)),
+            Ok(()) => {
+                self.header = Some(metadata);
+                self.response = Some(response);
+                Ok(())
+            }
+        };
+        self.end(status);
+    }
 }
 
 impl Drop for TcpReply {

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use tokio::time::Instant;
 use tower_service::Service;
@@ -10,7 +11,7 @@ use tower_service::Service;
 use super::call::{RawRequest, RawResponse};
 use super::pool::Pool;
 use crate::error::{Code, Error, Result};
-use crate::transport::{CallHead, ClientCall};
+use crate::transport::{CallHead, ClientCall, UnaryResponse};
 
 /// Sends one attempt to the node chosen for it and reads the single response.
 #[derive(Clone, Debug)]
@@ -34,37 +35,28 @@ impl Service<RawRequest> for Attempt {
             let node = node.ok_or_else(|| Error::internal("no node was chosen for the attempt"))?;
             let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             let head = CallHead { service, endpoint, content_type, metadata, timeout, stream: false };
-            let mut call = open(&pool, &node.address, head).await?;
-            let sent = async {
-                call.requests.send(body).await?;
-                call.requests.close().await
-            }
-            .await;
-            let response = match call.responses.recv().await {
-                Ok(Some(body)) => body,
-                Ok(None) => return Err(sent.err().unwrap_or_else(|| Error::internal("the server sent no response"))),
-                Err(status) => return Err(status),
-            };
-            call.responses.recv().await?;
-            let metadata = call.responses.header().cloned().unwrap_or_default();
-            Ok(RawResponse::new(metadata, response))
+            unary(&pool, &node.address, &head, body).await
         })
     }
 }
 
-/// The call head of a stream for `req`, carrying the time left until its deadline.
-pub(crate) fn stream_head(req: &RawRequest) -> CallHead {
-    CallHead {
-        service: req.service.clone(),
-        endpoint: req.endpoint.clone(),
-        content_type: req.content_type.clone(),
-        metadata: req.metadata.clone(),
-        timeout: req.deadline.map(|d| d.saturating_duration_since(Instant::now())),
-        stream: true,
+/// Sends a unary call on the pooled connection to `address`, dialling again next time if the
+/// connection could not take the call.
+pub(crate) async fn unary(pool: &Pool, address: &str, head: &CallHead, body: Bytes) -> Result<RawResponse> {
+    let conn = pool.get(address).await?;
+    match conn.unary(head, body).await {
+        Ok(UnaryResponse { metadata, body }) => Ok(RawResponse::new(metadata, body)),
+        Err(e) => {
+            if e.code == Code::Unavailable && e.is_unsent() {
+                pool.evict(address);
+            }
+            Err(e)
+        }
     }
 }
 
-/// Opens a call on the pooled connection to `address`, dialling again once if it had closed.
+/// Opens a call on the pooled connection to `address`, dialling again next time if it had
+/// closed.
 pub(crate) async fn open(pool: &Pool, address: &str, head: CallHead) -> Result<ClientCall> {
     let conn = pool.get(address).await?;
     match conn.open(head).await {

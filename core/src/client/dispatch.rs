@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use tokio::time::Instant;
 use tower::ServiceExt;
@@ -18,15 +19,19 @@ use super::call::{RawRequest, RawResponse};
 use super::fail_mode::FailMode;
 use super::pool::Pool;
 use crate::error::{Error, Result};
+use crate::metadata::Metadata;
 use crate::registry::Node;
-use crate::selector::{Outcome, SelectOptions, Selector};
-use crate::transport::ClientCall;
+use crate::selector::{Filter, Outcome, SelectOptions, Selector};
+use crate::transport::{CallHead, ClientCall};
 
-/// Selects nodes, runs attempts through the per-attempt stack and applies the fail mode.
+/// Selects nodes, runs attempts (through the per-attempt layers, when there are any) and applies
+/// the fail mode.
 #[derive(Clone, Debug)]
 pub(crate) struct Dispatch {
     pub(crate) selector: Arc<dyn Selector>,
-    pub(crate) attempt: ClientService,
+    /// The per-attempt layers over [`Attempt`](super::attempt::Attempt); `None` when none were
+    /// added, and attempts go to the connection directly.
+    pub(crate) attempt_layers: Option<ClientService>,
     pub(crate) pool: Arc<Pool>,
     pub(crate) backoff: Backoff,
     pub(crate) budget: Arc<TpsBudget>,
@@ -41,13 +46,90 @@ fn safe_to_resend(error: &Error, idempotent: bool) -> bool {
     error.is_retryable() && (idempotent || error.is_unsent())
 }
 
-/// The select options of a request, excluding nodes already tried.
-pub(crate) fn select_options(req: &RawRequest, tried: &[String]) -> SelectOptions {
-    SelectOptions {
-        filters: req.filters.clone(),
-        tried: tried.to_vec(),
-        key: req.key.clone(),
-        metadata: req.metadata.clone(),
+/// The select options of a call with `metadata`, `filters` and `key`, excluding nodes already
+/// tried.
+pub(crate) fn select_options(
+    metadata: &Metadata,
+    filters: &[Filter],
+    key: &Option<String>,
+    tried: &[String],
+) -> SelectOptions {
+    SelectOptions { filters: filters.to_vec(), tried: tried.to_vec(), key: key.clone(), metadata: metadata.clone() }
+}
+
+/// A call as dispatch holds it: the head every attempt sends, moved out of the request once
+/// rather than copied per attempt, and how the call is routed and retried.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    pub(crate) head: CallHead,
+    pub(crate) body: Bytes,
+    pub(crate) deadline: Option<Instant>,
+    node: Option<Node>,
+    fail_mode: FailMode,
+    idempotent: bool,
+    address: Option<String>,
+    key: Option<String>,
+    filters: Vec<Filter>,
+}
+
+impl From<RawRequest> for Outgoing {
+    fn from(req: RawRequest) -> Outgoing {
+        let RawRequest {
+            service,
+            endpoint,
+            content_type,
+            metadata,
+            body,
+            deadline,
+            node,
+            fail_mode,
+            idempotent,
+            address,
+            key,
+            filters,
+            ..
+        } = req;
+        Outgoing {
+            head: CallHead { service, endpoint, content_type, metadata, timeout: None, stream: false },
+            body,
+            deadline,
+            node,
+            fail_mode,
+            idempotent,
+            address,
+            key,
+            filters,
+        }
+    }
+}
+
+impl Outgoing {
+    fn service(&self) -> &str {
+        &self.head.service
+    }
+
+    /// The request per-attempt layers see for attempt number `attempt` to `node`.
+    fn attempt_request(&self, node: Node, attempt: u32) -> RawRequest {
+        RawRequest {
+            service: self.head.service.clone(),
+            endpoint: self.head.endpoint.clone(),
+            content_type: self.head.content_type.clone(),
+            metadata: self.head.metadata.clone(),
+            body: self.body.clone(),
+            deadline: self.deadline,
+            node: Some(node),
+            attempt,
+            fail_mode: self.fail_mode,
+            idempotent: self.idempotent,
+            address: self.address.clone(),
+            key: self.key.clone(),
+            filters: self.filters.clone(),
+        }
+    }
+
+    /// The time left at `now` until the call's deadline.
+    fn remaining(&self, now: Instant) -> Option<Duration> {
+        self.deadline.map(|d| d.saturating_duration_since(now))
     }
 }
 
@@ -56,27 +138,31 @@ pub(crate) fn select_options(req: &RawRequest, tried: &[String]) -> SelectOption
 struct Marker<'a> {
     selector: &'a dyn Selector,
     service: &'a str,
-    node: Option<Node>,
+    node: &'a Node,
+    /// Whether the selector chose the node, and so must hear how the call went.
+    armed: bool,
     started: Instant,
 }
 
 impl Marker<'_> {
-    fn finish(mut self, result: &Result<RawResponse>) {
-        if let Some(node) = self.node.take() {
-            let outcome = Outcome {
-                latency: self.started.elapsed(),
-                result: Some(result.as_ref().map(|_| ()).map_err(Clone::clone)),
-            };
-            self.selector.mark(self.service, &node, &outcome);
+    fn finish(mut self, result: Result<()>) {
+        self.armed = false;
+        let outcome = Outcome { latency: self.started.elapsed(), result: Some(result) };
+        self.selector.mark(self.service, self.node, &outcome);
+    }
+
+    fn finish_with<T>(self, result: &Result<T>) {
+        if self.armed {
+            self.finish(result.as_ref().map(|_| ()).map_err(Clone::clone));
         }
     }
 }
 
 impl Drop for Marker<'_> {
     fn drop(&mut self) {
-        if let Some(node) = self.node.take() {
+        if self.armed {
             let outcome = Outcome { latency: self.started.elapsed(), result: None };
-            self.selector.mark(self.service, &node, &outcome);
+            self.selector.mark(self.service, self.node, &outcome);
         }
     }
 }
@@ -92,71 +178,85 @@ impl Service<RawRequest> for Dispatch {
 
     fn call(&mut self, req: RawRequest) -> Self::Future {
         let this = self.clone();
-        Box::pin(async move {
-            this.budget.deposit();
-            let work = async {
-                match req.fail_mode {
-                    FailMode::Failbackup(delay) if req.idempotent => this.hedge(&req, delay).await,
-                    mode => this.retry(&req, mode).await,
-                }
-            };
-            match req.deadline {
-                Some(d) => tokio::time::timeout_at(d, work)
-                    .await
-                    .unwrap_or_else(|_| Err(deadline_exceeded(&req.service, &req.endpoint))),
-                None => work.await,
-            }
-        })
+        Box::pin(async move { this.dispatch(req).await })
     }
 }
 
 impl Dispatch {
-    /// Chooses the node for the next attempt: the pinned node, the call's address, or the
-    /// selector's choice (`true` when the selector must hear how it went).
-    pub(crate) async fn choose(&self, req: &RawRequest, tried: &[String]) -> Result<(Node, bool)> {
-        if let Some(node) = &req.node {
-            return Ok((node.clone(), req.address.is_none()));
+    /// Sends the call, within its deadline, as its fail mode says.
+    pub(crate) async fn dispatch(&self, req: RawRequest) -> Result<RawResponse> {
+        self.budget.deposit();
+        let mut call = Outgoing::from(req);
+        let deadline = call.deadline;
+        let work = async {
+            match call.fail_mode {
+                FailMode::Failbackup(delay) if call.idempotent => self.hedge(&call, delay).await,
+                mode => self.retry(&mut call, mode).await,
+            }
+        };
+        match deadline {
+            Some(d) => match tokio::time::timeout_at(d, work).await {
+                Ok(result) => result,
+                Err(_) => Err(deadline_exceeded(&call.head.service, &call.head.endpoint)),
+            },
+            None => work.await,
         }
-        if let Some(address) = &req.address {
-            return Ok((Node { id: address.clone(), address: address.clone(), ..Node::default() }, false));
-        }
-        Ok((self.selector.select(&req.service, &select_options(req, tried)).await?, true))
     }
 
-    /// Sends one attempt to `node`.
-    async fn send(&self, req: &RawRequest, node: Node, marked: bool, attempt: u32) -> Result<RawResponse> {
-        let marker = Marker {
-            selector: &*self.selector,
-            service: &req.service,
-            node: marked.then(|| node.clone()),
-            started: Instant::now(),
+    /// Chooses the node for the next attempt: the pinned node, the call's address, or the
+    /// selector's choice (`true` when the selector must hear how it went).
+    async fn choose(&self, call: &Outgoing, tried: &[String]) -> Result<(Node, bool)> {
+        if let Some(node) = &call.node {
+            return Ok((node.clone(), call.address.is_none()));
+        }
+        if let Some(address) = &call.address {
+            return Ok((Node { id: address.clone(), address: address.clone(), ..Node::default() }, false));
+        }
+        let options = select_options(&call.head.metadata, &call.filters, &call.key, tried);
+        Ok((self.selector.select(call.service(), &options).await?, true))
+    }
+
+    /// Sends one attempt to `node`, with `head` (the call's head carrying the time left).
+    async fn send(
+        &self,
+        call: &Outgoing,
+        head: &CallHead,
+        node: &Node,
+        marked: bool,
+        attempt: u32,
+    ) -> Result<RawResponse> {
+        let marker =
+            Marker { selector: &*self.selector, service: call.service(), node, armed: marked, started: Instant::now() };
+        let result = match &self.attempt_layers {
+            Some(layers) => layers.clone().oneshot(call.attempt_request(node.clone(), attempt)).await,
+            None => attempt::unary(&self.pool, &node.address, head, call.body.clone()).await,
         };
-        let mut one = req.clone();
-        one.node = Some(node);
-        one.attempt = attempt;
-        let result = self.attempt.clone().oneshot(one).await;
-        marker.finish(&result);
+        marker.finish_with(&result);
         result
     }
 
     /// Failfast, failover and failtry: attempts one after another, with backoff between them.
-    async fn retry(&self, req: &RawRequest, mode: FailMode) -> Result<RawResponse> {
+    async fn retry(&self, call: &mut Outgoing, mode: FailMode) -> Result<RawResponse> {
         let mut tried = Vec::new();
         let mut sticky: Option<(Node, bool)> = None;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let result = match sticky.clone() {
+            let chosen = match sticky.clone() {
                 Some(chosen) => Ok(chosen),
-                None => self.choose(req, &tried).await,
+                None => self.choose(call, &tried).await,
             };
-            let result = match result {
+            let result = match chosen {
                 Ok((node, marked)) => {
                     if let FailMode::Failtry(_) = mode {
                         sticky = Some((node.clone(), marked));
                     }
-                    tried.push(node.id.clone());
-                    self.send(req, node, marked, attempt).await
+                    call.head.timeout = call.remaining(Instant::now());
+                    let result = self.send(call, &call.head, &node, marked, attempt).await;
+                    if result.is_err() {
+                        tried.push(node.id);
+                    }
+                    result
                 }
                 Err(e) => Err(e),
             };
@@ -164,37 +264,35 @@ impl Dispatch {
                 Ok(response) => return Ok(response),
                 Err(e) => e,
             };
-            if attempt > mode.retries() || !safe_to_resend(&error, req.idempotent) {
+            if attempt > mode.retries() || !safe_to_resend(&error, call.idempotent) {
                 return Err(error);
             }
+            let (service, endpoint) = (&call.head.service, &call.head.endpoint);
             if !self.budget.withdraw() {
-                tracing::warn!(service = %req.service, endpoint = %req.endpoint, "retry budget exhausted; not retrying");
+                tracing::warn!(%service, %endpoint, "retry budget exhausted; not retrying");
                 return Err(error);
             }
             let delay = self.backoff.delay(attempt);
-            if req.deadline.is_some_and(|d| Instant::now() + delay >= d) {
+            if call.deadline.is_some_and(|d| Instant::now() + delay >= d) {
                 return Err(error);
             }
-            tracing::debug!(service = %req.service, endpoint = %req.endpoint, attempt, error = %error, ?delay, "sending again");
+            tracing::debug!(%service, %endpoint, attempt, error = %error, ?delay, "sending again");
             tokio::time::sleep(delay).await;
         }
     }
 
     /// Opens a stream, going to another node when opening fails in a way that is safe to retry.
-    pub(crate) async fn open_stream(&self, req: &RawRequest) -> Result<ClientCall> {
+    pub(crate) async fn open_stream(&self, call: &Outgoing) -> Result<ClientCall> {
         let mut tried = Vec::new();
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (node, marked) = self.choose(req, &tried).await?;
-            tried.push(node.id.clone());
-            let marker = Marker {
-                selector: &*self.selector,
-                service: &req.service,
-                node: marked.then(|| node.clone()),
-                started: Instant::now(),
-            };
-            let opened = attempt::open(&self.pool, &node.address, attempt::stream_head(req)).await;
+            let (node, marked) = self.choose(call, &tried).await?;
+            let started = Instant::now();
+            let head = CallHead { timeout: call.remaining(started), stream: true, ..call.head.clone() };
+            let marker =
+                Marker { selector: &*self.selector, service: call.service(), node: &node, armed: marked, started };
+            let opened = attempt::open(&self.pool, &node.address, head).await;
             let error = match opened {
                 Ok(call) => {
                     drop(marker);
@@ -202,8 +300,10 @@ impl Dispatch {
                 }
                 Err(e) => e,
             };
-            marker.finish(&Err(error.clone()));
-            if attempt > req.fail_mode.retries() || !safe_to_resend(&error, req.idempotent) || !self.budget.withdraw() {
+            marker.finish_with::<()>(&Err(error.clone()));
+            tried.push(node.id);
+            if attempt > call.fail_mode.retries() || !safe_to_resend(&error, call.idempotent) || !self.budget.withdraw()
+            {
                 return Err(error);
             }
             tokio::time::sleep(self.backoff.delay(attempt)).await;
@@ -211,19 +311,22 @@ impl Dispatch {
     }
 
     /// Failbackup: a second attempt to another node if the first is slow; first answer wins.
-    async fn hedge(&self, req: &RawRequest, delay: Duration) -> Result<RawResponse> {
-        let (first_node, first_marked) = self.choose(req, &[]).await?;
+    async fn hedge(&self, call: &Outgoing, delay: Duration) -> Result<RawResponse> {
+        let (first_node, first_marked) = self.choose(call, &[]).await?;
         let tried = [first_node.id.clone()];
-        let first = self.send(req, first_node, first_marked, 1);
+        let first_head = CallHead { timeout: call.remaining(Instant::now()), ..call.head.clone() };
+        let first = self.send(call, &first_head, &first_node, first_marked, 1);
         tokio::pin!(first);
         tokio::select! {
             result = &mut first => return result,
             _ = tokio::time::sleep(delay) => {}
         }
-        let backup = match self.choose(req, &tried).await {
-            Ok((node, marked)) if node.id != tried[0] && self.budget.withdraw() => self.send(req, node, marked, 2),
+        let backup_head = CallHead { timeout: call.remaining(Instant::now()), ..call.head.clone() };
+        let backup_node = match self.choose(call, &tried).await {
+            Ok((node, marked)) if node.id != tried[0] && self.budget.withdraw() => (node, marked),
             _ => return first.await,
         };
+        let backup = self.send(call, &backup_head, &backup_node.0, backup_node.1, 2);
         tokio::pin!(backup);
         tokio::select! {
             result = &mut first => match result {

@@ -3,7 +3,6 @@
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use tower::ServiceExt;
 
 use super::call::{Call, RawRequest, Response};
 use super::dispatch::select_options;
@@ -89,7 +88,12 @@ impl Client {
         let raw = self.raw_request(call, body, Some(self.inner.timeout));
         let nodes = match &raw.address {
             Some(address) => vec![Node { id: address.clone(), address: address.clone(), ..Node::default() }],
-            None => self.inner.selector.select_all(&raw.service, &select_options(&raw, &[])).await?,
+            None => {
+                self.inner
+                    .selector
+                    .select_all(&raw.service, &select_options(&raw.metadata, &raw.filters, &raw.key, &[]))
+                    .await?
+            }
         };
         Ok((codec, nodes, raw))
     }
@@ -99,7 +103,8 @@ impl Client {
         let mut one = raw.clone();
         one.node = Some(node);
         one.fail_mode = FailMode::Failfast;
-        self.inner.service.clone().oneshot(one)
+        let client = self.clone();
+        async move { client.send(one).await }
     }
 }
 

@@ -59,7 +59,7 @@ pub use fanout::FanoutReply;
 pub use stream::Streaming;
 
 use attempt::Attempt;
-use dispatch::Dispatch;
+use dispatch::{Dispatch, Outgoing};
 use pool::Pool;
 use stream::bad_response;
 
@@ -82,7 +82,8 @@ pub struct Client {
 }
 
 struct Inner {
-    service: ClientService,
+    /// The layers added with [`ClientBuilder::layer`] over dispatch; `None` when none were.
+    layers: Option<ClientService>,
     dispatch: Dispatch,
     selector: Arc<dyn Selector>,
     broker: Arc<dyn Broker>,
@@ -126,8 +127,15 @@ impl Client {
 
     /// Calls with an already encoded body (in the call's content type), as proxies and gateways do.
     pub async fn call_bytes(&self, call: Call, body: Bytes) -> Result<RawResponse> {
-        let raw = self.raw_request(call, body, Some(self.inner.timeout));
-        self.inner.service.clone().oneshot(raw).await
+        self.send(self.raw_request(call, body, Some(self.inner.timeout))).await
+    }
+
+    /// Sends `raw` through the client's layers, if any, and dispatch.
+    async fn send(&self, raw: RawRequest) -> Result<RawResponse> {
+        match &self.inner.layers {
+            Some(layers) => layers.clone().oneshot(raw).await,
+            None => self.inner.dispatch.dispatch(raw).await,
+        }
     }
 
     /// The encoded form of `call`, with the client's defaults filled in.
@@ -159,9 +167,9 @@ impl Client {
         Resp: Message + Default,
     {
         let codec = self.inner.codecs.get(self.content_type_of(&call))?.clone();
-        let raw = self.raw_request(call, Bytes::new(), None);
-        let opened = self.inner.dispatch.open_stream(&raw).await?;
-        Ok(Streaming::new(opened, codec, raw.deadline, raw.service, raw.endpoint))
+        let outgoing = Outgoing::from(self.raw_request(call, Bytes::new(), None));
+        let opened = self.inner.dispatch.open_stream(&outgoing).await?;
+        Ok(Streaming::new(opened, codec, outgoing.deadline, outgoing.head.service, outgoing.head.endpoint))
     }
 
     /// Publishes `message` to `topic` through the broker, encoded in the client's content type.
@@ -366,18 +374,19 @@ impl ClientBuilder {
         ));
         let wrap =
             |layers: &[LayerFn], inner: ClientService| layers.iter().rev().fold(inner, |service, layer| layer(service));
-        let attempt = wrap(&self.attempt_layers, BoxCloneSyncService::new(Attempt { pool: pool.clone() }));
+        let attempt_layers = (!self.attempt_layers.is_empty())
+            .then(|| wrap(&self.attempt_layers, BoxCloneSyncService::new(Attempt { pool: pool.clone() })));
         let dispatch = Dispatch {
             selector: selector.clone(),
-            attempt,
+            attempt_layers,
             pool,
             backoff: self.backoff.unwrap_or_default(),
             budget: Arc::new(self.budget.unwrap_or_else(|| TpsBudget::new(Duration::from_secs(10), 10, 0.1))),
         };
-        let service = wrap(&self.layers, BoxCloneSyncService::new(dispatch.clone()));
+        let layers = (!self.layers.is_empty()).then(|| wrap(&self.layers, BoxCloneSyncService::new(dispatch.clone())));
         Client {
             inner: Arc::new(Inner {
-                service,
+                layers,
                 dispatch,
                 selector,
                 broker: self.broker.unwrap_or_else(|| Arc::new(MemoryBroker::new())),

@@ -147,6 +147,9 @@ impl Codecs {
 
     /// The codec for `content_type` (parameters such as `; charset=utf-8` are ignored).
     pub fn get(&self, content_type: &str) -> Result<&Arc<dyn Codec>> {
+        if let Some(codec) = self.by_type.get(content_type) {
+            return Ok(codec);
+        }
         let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
         self.by_type.get(&essence).ok_or_else(|| {
             Error::new(Code::UnsupportedMediaType, format!("no codec for content type {content_type:?}"))

@@ -87,7 +87,9 @@ pub(crate) struct Inner {
     codecs: Codecs,
     endpoints: Endpoints,
     subscribers: Mutex<Vec<Subscriber>>,
-    service: ServerService,
+    router: Router,
+    /// The layers added with [`ServerBuilder::layer`] over the router; `None` when none were.
+    layers: Option<ServerService>,
     accepting: AtomicBool,
     force_stop: CancellationToken,
     running: tokio::sync::Mutex<Option<Running>>,
@@ -447,8 +449,13 @@ impl ServerBuilder {
     pub fn build(self) -> Server {
         let codecs = self.codecs.unwrap_or_default();
         let endpoints = Endpoints::default();
-        let router = BoxCloneSyncService::new(Router { endpoints: endpoints.clone(), codecs: codecs.clone() });
-        let service = self.layers.into_iter().rev().fold(router, |service, layer| layer(service));
+        let router = Router { endpoints: endpoints.clone(), codecs: codecs.clone() };
+        let layers = (!self.layers.is_empty()).then(|| {
+            self.layers
+                .into_iter()
+                .rev()
+                .fold(BoxCloneSyncService::new(router.clone()), |service, layer| layer(service))
+        });
         Server {
             inner: Arc::new(Inner {
                 options: self.options,
@@ -458,7 +465,8 @@ impl ServerBuilder {
                 codecs,
                 endpoints,
                 subscribers: Mutex::default(),
-                service,
+                router,
+                layers,
                 accepting: AtomicBool::new(false),
                 force_stop: CancellationToken::new(),
                 running: tokio::sync::Mutex::new(None),

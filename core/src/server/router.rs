@@ -80,18 +80,23 @@ impl Service<ServerRequest> for Router {
     }
 
     fn call(&mut self, req: ServerRequest) -> Self::Future {
-        let found = find(&self.endpoints, &req.service, &req.endpoint);
-        let codec = self.codecs.get(&req.content_type).cloned();
-        Box::pin(async move {
-            let Handler::Unary(handler) = found?.handler.clone() else {
-                return Err(Error::bad_request(format!(
-                    "{} is a streaming endpoint; open a stream to call it",
-                    req.endpoint
-                )));
-            };
-            let ctx = req.context.clone();
-            let body = handler(req.context, req.body, codec?).await?;
-            Ok(ServerResponse::new(ctx.reply_metadata(), body))
-        })
+        let this = self.clone();
+        Box::pin(async move { this.route(req).await })
+    }
+}
+
+impl Router {
+    /// Decodes the request, runs the endpoint's handler and encodes its response.
+    pub(crate) async fn route(&self, req: ServerRequest) -> Result<ServerResponse> {
+        let Handler::Unary(handler) = find(&self.endpoints, &req.service, &req.endpoint)?.handler.clone() else {
+            return Err(Error::bad_request(format!(
+                "{} is a streaming endpoint; open a stream to call it",
+                req.endpoint
+            )));
+        };
+        let codec = self.codecs.get(&req.content_type)?.clone();
+        let ctx = req.context.clone();
+        let body = handler(req.context, req.body, codec).await?;
+        Ok(ServerResponse::new(ctx.reply_metadata(), body))
     }
 }

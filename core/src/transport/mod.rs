@@ -81,8 +81,35 @@ pub trait Connection: Send + Sync + fmt::Debug {
     /// cannot be reached. Mark such errors [`Error::unsent`](crate::Error::unsent) when the call
     /// provably was not delivered, so that even non-idempotent calls may be retried.
     async fn open(&self, head: CallHead) -> Result<ClientCall>;
+    /// Sends a unary call (`head.stream` is false) with its one request and waits for its one
+    /// response. This goes through [`open`](Connection::open); a transport that carries a unary
+    /// call in one message each way overrides it, sparing every call the per-message plumbing.
+    async fn unary(&self, head: &CallHead, request: Bytes) -> Result<UnaryResponse> {
+        let mut call = self.open(head.clone()).await?;
+        let sent = async {
+            call.requests.send(request).await?;
+            call.requests.close().await
+        }
+        .await;
+        let body = match call.responses.recv().await? {
+            Some(body) => body,
+            None => return Err(sent.err().unwrap_or_else(|| crate::Error::internal("the server sent no response"))),
+        };
+        call.responses.recv().await?;
+        let metadata = call.responses.header().cloned().unwrap_or_default();
+        Ok(UnaryResponse { metadata, body })
+    }
     /// Whether the connection can carry no more calls and should be dialled again.
     fn is_closed(&self) -> bool;
+}
+
+/// The answer to a unary call: the server's metadata and its one response.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnaryResponse {
+    /// Metadata the server sent back.
+    pub metadata: Metadata,
+    /// The encoded response.
+    pub body: Bytes,
 }
 
 /// Sends messages one way on a call.
@@ -116,6 +143,16 @@ pub trait Reply: Send + fmt::Debug {
     async fn send(&mut self, message: Bytes) -> Result<()>;
     /// Ends the call with `status`.
     async fn finish(self: Box<Self>, status: Result<()>);
+    /// Answers a unary call: its metadata, its one response and an OK status, or the error
+    /// sending them met. A transport that sends all of it as one message overrides this.
+    async fn answer(mut self: Box<Self>, metadata: Metadata, response: Bytes) {
+        let sent = async {
+            self.send_header(metadata).await?;
+            self.send(response).await
+        }
+        .await;
+        self.finish(sent).await
+    }
 }
 
 /// A call as the client sees it.
