@@ -217,22 +217,20 @@ impl Dispatch {
     }
 
     /// Sends one attempt to `node`, with `head` (the call's head carrying the time left).
-    async fn send(
-        &self,
-        call: &Outgoing,
-        head: &CallHead,
-        node: &Node,
-        marked: bool,
-        attempt: u32,
-    ) -> Result<RawResponse> {
-        let marker =
-            Marker { selector: &*self.selector, service: call.service(), node, armed: marked, started: Instant::now() };
+    async fn send(&self, call: &Outgoing, head: &CallHead, marker: Marker<'_>, attempt: u32) -> Result<RawResponse> {
+        let node = marker.node;
         let result = match &self.attempt_layers {
             Some(layers) => layers.clone().oneshot(call.attempt_request(node.clone(), attempt)).await,
             None => attempt::unary(&self.pool, &node.address, head, call.body.clone()).await,
         };
         marker.finish_with(&result);
         result
+    }
+
+    /// The marker of an attempt to `node` that started at `started`; `armed` when the selector
+    /// chose the node.
+    fn marker<'a>(&'a self, call: &'a Outgoing, node: &'a Node, armed: bool, started: Instant) -> Marker<'a> {
+        Marker { selector: &*self.selector, service: call.service(), node, armed, started }
     }
 
     /// Failfast, failover and failtry: attempts one after another, with backoff between them.
@@ -251,8 +249,10 @@ impl Dispatch {
                     if let FailMode::Failtry(_) = mode {
                         sticky = Some((node.clone(), marked));
                     }
-                    call.head.timeout = call.remaining(Instant::now());
-                    let result = self.send(call, &call.head, &node, marked, attempt).await;
+                    let started = Instant::now();
+                    call.head.timeout = call.remaining(started);
+                    let marker = self.marker(call, &node, marked, started);
+                    let result = self.send(call, &call.head, marker, attempt).await;
                     if result.is_err() {
                         tried.push(node.id);
                     }
@@ -290,8 +290,7 @@ impl Dispatch {
             let (node, marked) = self.choose(call, &tried).await?;
             let started = Instant::now();
             let head = CallHead { timeout: call.remaining(started), stream: true, ..call.head.clone() };
-            let marker =
-                Marker { selector: &*self.selector, service: call.service(), node: &node, armed: marked, started };
+            let marker = self.marker(call, &node, marked, started);
             let opened = attempt::open(&self.pool, &node.address, head).await;
             let error = match opened {
                 Ok(call) => {
@@ -314,19 +313,21 @@ impl Dispatch {
     async fn hedge(&self, call: &Outgoing, delay: Duration) -> Result<RawResponse> {
         let (first_node, first_marked) = self.choose(call, &[]).await?;
         let tried = [first_node.id.clone()];
-        let first_head = CallHead { timeout: call.remaining(Instant::now()), ..call.head.clone() };
-        let first = self.send(call, &first_head, &first_node, first_marked, 1);
+        let started = Instant::now();
+        let first_head = CallHead { timeout: call.remaining(started), ..call.head.clone() };
+        let first = self.send(call, &first_head, self.marker(call, &first_node, first_marked, started), 1);
         tokio::pin!(first);
         tokio::select! {
             result = &mut first => return result,
             _ = tokio::time::sleep(delay) => {}
         }
-        let backup_head = CallHead { timeout: call.remaining(Instant::now()), ..call.head.clone() };
-        let backup_node = match self.choose(call, &tried).await {
+        let (backup_node, backup_marked) = match self.choose(call, &tried).await {
             Ok((node, marked)) if node.id != tried[0] && self.budget.withdraw() => (node, marked),
             _ => return first.await,
         };
-        let backup = self.send(call, &backup_head, &backup_node.0, backup_node.1, 2);
+        let started = Instant::now();
+        let backup_head = CallHead { timeout: call.remaining(started), ..call.head.clone() };
+        let backup = self.send(call, &backup_head, self.marker(call, &backup_node, backup_marked, started), 2);
         tokio::pin!(backup);
         tokio::select! {
             result = &mut first => match result {

@@ -74,9 +74,10 @@ struct Circuit {
 }
 
 impl Circuit {
-    fn state(&self, now: Instant) -> CircuitState {
+    /// The state now; the clock is only read for an open circuit, the rare case.
+    fn state(&self) -> CircuitState {
         match self.open_until {
-            Some(until) if until > now => CircuitState::Open,
+            Some(until) if until > Instant::now() => CircuitState::Open,
             Some(_) => CircuitState::HalfOpen,
             None if self.half_open => CircuitState::HalfOpen,
             None => CircuitState::Closed,
@@ -116,7 +117,7 @@ impl Breakers {
         let circuits = self.circuits();
         match circuit(&circuits, service, node) {
             None => true,
-            Some(c) => match c.state(Instant::now()) {
+            Some(c) => match c.state() {
                 CircuitState::Closed => true,
                 CircuitState::Open => false,
                 CircuitState::HalfOpen => !c.probing,
@@ -128,7 +129,7 @@ impl Breakers {
     pub(crate) fn on_pick(&self, service: &str, node: &str) {
         let mut circuits = self.circuits();
         if let Some(c) = circuit_mut(&mut circuits, service, node) {
-            if c.state(Instant::now()) == CircuitState::HalfOpen {
+            if c.state() == CircuitState::HalfOpen {
                 c.open_until = None;
                 c.half_open = true;
                 c.probing = true;
@@ -182,7 +183,7 @@ impl Breakers {
     }
 
     pub(crate) fn state(&self, service: &str, node: &str) -> CircuitState {
-        circuit(&self.circuits(), service, node).map_or(CircuitState::Closed, |c| c.state(Instant::now()))
+        circuit(&self.circuits(), service, node).map_or(CircuitState::Closed, |c| c.state())
     }
 
     pub(crate) fn reset(&self, service: &str) {
