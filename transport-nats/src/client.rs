@@ -5,20 +5,20 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use async_nats::{Client, HeaderMap};
+use async_nats::{Client, HeaderMap, Subject};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use rmicro_core::metadata::Metadata;
-use rmicro_core::transport::{CallHead, ClientCall, Connection, MessageSink, MessageSource};
+use rmicro_core::transport::{CallHead, ClientCall, Connection, MessageSink, MessageSource, UnaryResponse};
 use rmicro_core::{Error, Result};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::frame::{
     self, CALL, CONTENT_TYPE, CREDIT, ENDPOINT, KIND, LAST, REFUSED, REPLY, SERVICE, STREAM, TIMEOUT, WINDOW, header,
 };
-use crate::{nats_error, too_large};
+use crate::{nats_error, too_large, unary};
 
 /// What arrives for a call.
 #[derive(Debug)]
@@ -28,24 +28,32 @@ pub(crate) enum Inbound {
     End(Result<()>),
 }
 
-/// Where a call's frames go, and the credit its requests may use.
-type CallRoute = (mpsc::UnboundedSender<Inbound>, Arc<Semaphore>);
+/// Where a call's replies go: a stream's frames, with the credit its requests may use, or a
+/// unary call's one answer.
+enum Route {
+    Stream(mpsc::UnboundedSender<Inbound>, Arc<Semaphore>),
+    Unary(oneshot::Sender<Result<UnaryResponse>>),
+}
 
-/// The calls in progress on one connection, by call id.
+/// The calls in progress on one connection, by call number.
 #[derive(Default)]
 pub(crate) struct Calls {
-    calls: Mutex<HashMap<String, CallRoute>>,
+    calls: Mutex<HashMap<u64, Route>>,
 }
 
 impl Calls {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CallRoute>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Route>> {
         self.calls.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Fails every call in progress (the connection to NATS was lost).
     pub(crate) fn fail_all(&self, why: &str) {
-        for (_, (frames, _)) in self.lock().drain() {
-            let _ = frames.send(Inbound::End(Err(Error::unavailable(why.to_owned()))));
+        for (_, route) in self.lock().drain() {
+            let error = Error::unavailable(why.to_owned());
+            match route {
+                Route::Stream(frames, _) => drop(frames.send(Inbound::End(Err(error)))),
+                Route::Unary(answer) => drop(answer.send(Err(error))),
+            }
         }
     }
 
@@ -54,10 +62,19 @@ impl Calls {
     }
 }
 
+/// The number of the call a reply is for: its subject ends in `<token>-<number>`.
+fn call_number(subject: &str) -> Option<u64> {
+    subject.rsplit(['.', '-']).next()?.parse().ok()
+}
+
 pub(crate) struct NatsConnection {
     client: Client,
     node: String,
+    /// Where calls are opened: `<node>.open`.
+    open_subject: Subject,
     inbox: String,
+    /// Names this connection's calls on the server: call ids are `<token>-<number>`.
+    token: String,
     calls: Arc<Calls>,
     next: AtomicU64,
     router: JoinHandle<()>,
@@ -91,14 +108,41 @@ pub(crate) async fn dial(
     let calls = Arc::new(Calls::default());
     live.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(Arc::downgrade(&calls));
     let router = tokio::spawn(route(replies, calls.clone(), node.to_owned()));
-    Ok(NatsConnection { client, node: node.to_owned(), inbox, calls, next: AtomicU64::new(0), router, max })
+    let token = inbox.rsplit('.').next().unwrap_or_default().to_owned();
+    Ok(NatsConnection {
+        client,
+        node: node.to_owned(),
+        open_subject: Subject::from(format!("{node}.open")),
+        inbox,
+        token,
+        calls,
+        next: AtomicU64::new(0),
+        router,
+        max,
+    })
 }
 
-/// Hands each reply frame to its call.
+/// Hands each reply to its call.
 async fn route(mut replies: async_nats::Subscriber, calls: Arc<Calls>, node: String) {
     while let Some(message) = replies.next().await {
-        let Some(call_id) = message.subject.rsplit('.').next().map(str::to_owned) else { continue };
-        let inbound = if message.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
+        let Some(number) = call_number(&message.subject) else { continue };
+        let no_responders = message.status == Some(async_nats::StatusCode::NO_RESPONDERS);
+        let unanswered = {
+            let mut calls = calls.lock();
+            match calls.get(&number) {
+                Some(Route::Unary(_)) => calls.remove(&number),
+                _ => None,
+            }
+        };
+        if let Some(Route::Unary(answer)) = unanswered {
+            let _ = answer.send(if no_responders {
+                Err(Error::unavailable(format!("nothing listens on {node}")).unsent())
+            } else {
+                unary::decode_answer(message.payload)
+            });
+            continue;
+        }
+        let inbound = if no_responders {
             Inbound::End(Err(Error::unavailable(format!("nothing listens on {node}")).unsent()))
         } else {
             let Some(headers) = message.headers.as_ref() else { continue };
@@ -107,15 +151,14 @@ async fn route(mut replies: async_nats::Subscriber, calls: Arc<Calls>, node: Str
                 Some("msg") => Inbound::Message(message.payload.clone()),
                 Some("credit") => {
                     let more = header(headers, CREDIT).and_then(|c| c.parse().ok()).unwrap_or(0);
-                    if let Some((_, credit)) = calls.lock().get(&call_id) {
+                    if let Some(Route::Stream(_, credit)) = calls.lock().get(&number) {
                         credit.add_permits(more);
                     }
                     continue;
                 }
                 Some("end") => {
                     let metadata = frame::metadata_from(headers);
-                    let frames = calls.lock().remove(&call_id);
-                    let Some((frames, _)) = frames else { continue };
+                    let Some(Route::Stream(frames, _)) = calls.lock().remove(&number) else { continue };
                     let _ = frames.send(Inbound::Header(metadata));
                     if header(headers, REPLY) == Some("1") {
                         let _ = frames.send(Inbound::Message(message.payload.clone()));
@@ -133,10 +176,16 @@ async fn route(mut replies: async_nats::Subscriber, calls: Arc<Calls>, node: Str
             }
         };
         let ended = matches!(inbound, Inbound::End(_));
-        let frames = if ended {
-            calls.lock().remove(&call_id).map(|c| c.0)
-        } else {
-            calls.lock().get(&call_id).map(|c| c.0.clone())
+        let frames = {
+            let mut calls = calls.lock();
+            let frames = match calls.get(&number) {
+                Some(Route::Stream(frames, _)) => Some(frames.clone()),
+                _ => None,
+            };
+            if ended {
+                calls.remove(&number);
+            }
+            frames
         };
         if let Some(frames) = frames {
             let _ = frames.send(inbound);
@@ -145,6 +194,12 @@ async fn route(mut replies: async_nats::Subscriber, calls: Arc<Calls>, node: Str
 }
 
 impl NatsConnection {
+    /// The number and the id of a new call.
+    fn next_call(&self) -> (u64, String) {
+        let number = self.next.fetch_add(1, Ordering::Relaxed);
+        (number, format!("{}-{number}", self.token))
+    }
+
     fn open_headers(&self, head: &CallHead, call_id: &str) -> HeaderMap {
         let mut headers = frame::kind("open");
         headers.insert(CALL, call_id);
@@ -165,12 +220,11 @@ impl NatsConnection {
 #[async_trait]
 impl Connection for NatsConnection {
     async fn open(&self, head: CallHead) -> Result<ClientCall> {
-        let token = self.inbox.rsplit('.').next().unwrap_or_default();
-        let call_id = format!("{token}-{}", self.next.fetch_add(1, Ordering::Relaxed));
+        let (number, call_id) = self.next_call();
         let reply = format!("{}.{call_id}", self.inbox);
         let (tx, rx) = mpsc::unbounded_channel();
         let credit = Arc::new(Semaphore::new(WINDOW));
-        self.calls.lock().insert(call_id.clone(), (tx, credit.clone()));
+        self.calls.lock().insert(number, Route::Stream(tx, credit.clone()));
         let open = self.open_headers(&head, &call_id);
         if head.stream {
             self.client
@@ -198,15 +252,53 @@ impl Connection for NatsConnection {
                 consumed: 0,
                 client: self.client.clone(),
                 frames_subject,
-                call_id,
+                number,
                 calls: self.calls.clone(),
                 max: self.max,
             }),
         })
     }
 
+    /// One message each way, without headers (see the `unary` module).
+    async fn unary(&self, head: &CallHead, request: Bytes) -> Result<UnaryResponse> {
+        let (number, call_id) = self.next_call();
+        let payload = unary::encode_call(&call_id, head, &request)?;
+        if payload.len() > self.max {
+            return Err(too_large(payload.len(), self.max));
+        }
+        let (answer_tx, answer) = oneshot::channel();
+        self.calls.lock().insert(number, Route::Unary(answer_tx));
+        let mut awaiting = Awaiting { connection: self, number, call_id: &call_id, answered: false };
+        let reply = format!("{}.{call_id}", self.inbox);
+        self.client
+            .publish_with_reply(self.open_subject.clone(), reply, payload)
+            .await
+            .map_err(|e| nats_error("sending a call", e).unsent())?;
+        let answer = answer.await;
+        awaiting.answered = true;
+        answer.unwrap_or_else(|_| Err(Error::unavailable("the connection to NATS was lost")))
+    }
+
     fn is_closed(&self) -> bool {
         self.router.is_finished()
+    }
+}
+
+/// A unary call waiting for its answer. Dropped unanswered, the call is forgotten here and
+/// cancelled on the server.
+struct Awaiting<'a> {
+    connection: &'a NatsConnection,
+    number: u64,
+    call_id: &'a str,
+    answered: bool,
+}
+
+impl Drop for Awaiting<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.connection.calls.lock().remove(&self.number);
+            cancel(&self.connection.client, format!("{}.c.{}", self.connection.node, self.call_id));
+        }
     }
 }
 
@@ -275,14 +367,14 @@ struct Responses {
     consumed: usize,
     client: Client,
     frames_subject: String,
-    call_id: String,
+    number: u64,
     calls: Arc<Calls>,
     max: usize,
 }
 
 impl std::fmt::Debug for Responses {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Responses").field("call", &self.call_id).finish_non_exhaustive()
+        f.debug_struct("Responses").field("call", &self.number).finish_non_exhaustive()
     }
 }
 
@@ -333,12 +425,17 @@ impl Drop for Responses {
         if self.done {
             return;
         }
-        self.calls.lock().remove(&self.call_id);
-        let (client, subject) = (self.client.clone(), self.frames_subject.clone());
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let _ = client.publish_with_headers(subject, frame::kind("cancel"), Bytes::new()).await;
-            });
-        }
+        self.calls.lock().remove(&self.number);
+        cancel(&self.client, self.frames_subject.clone());
+    }
+}
+
+/// Tells the server, from a call's destructor, that its caller gave up on it.
+fn cancel(client: &Client, frames_subject: String) {
+    let client = client.clone();
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            let _ = client.publish_with_headers(frames_subject, frame::kind("cancel"), Bytes::new()).await;
+        });
     }
 }

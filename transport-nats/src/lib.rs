@@ -46,6 +46,7 @@
 mod client;
 mod frame;
 mod server;
+mod unary;
 
 use std::sync::{Arc, Mutex, Weak};
 

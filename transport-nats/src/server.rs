@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::{Client, HeaderMap};
+use async_nats::{Client, HeaderMap, Subject};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::frame::{
     self, CALL, CONTENT_TYPE, CREDIT, ENDPOINT, KIND, LAST, REPLY, SERVICE, STREAM, TIMEOUT, WINDOW, header,
 };
-use crate::{nats_error, too_large};
+use crate::{nats_error, too_large, unary};
 
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -31,7 +31,8 @@ struct Calls(Mutex<HashMap<String, ServerCall>>);
 struct ServerCall {
     requests: Option<mpsc::UnboundedSender<Bytes>>,
     cancel: CancellationToken,
-    credit: Arc<Semaphore>,
+    /// A stream's credit for its responses.
+    credit: Option<Arc<Semaphore>>,
 }
 
 impl Calls {
@@ -109,10 +110,10 @@ async fn serve(
     let open_subject = format!("{subject}.open");
     while let Some(message) = subscription.next().await {
         if message.subject.as_str() == open_subject {
-            if stopped.is_cancelled() {
-                refuse(&client, &message).await;
-            } else {
-                open(&client, message, &incoming, &calls, max).await;
+            match (stopped.is_cancelled(), message.headers.is_none()) {
+                (true, _) => refuse(&client, &message).await,
+                (false, true) => open_unary(&client, message, &incoming, &calls, max).await,
+                (false, false) => open(&client, message, &incoming, &calls, max).await,
             }
         } else {
             frame_for(&message, &calls);
@@ -123,10 +124,64 @@ async fn serve(
 /// Answers an open with a refusal the caller may retry elsewhere.
 async fn refuse(client: &Client, message: &async_nats::Message) {
     let Some(inbox) = message.reply.clone() else { return };
-    let error = Err(Error::unavailable("the server is shutting down"));
-    let (mut headers, body) = NatsReply::end_frame(&error, &Metadata::new(), None);
-    headers.insert(crate::frame::REFUSED, "1");
-    let _ = client.publish_with_headers(inbox, headers, body).await;
+    refuse_with(client, inbox, message.headers.is_none(), Error::unavailable("the server is shutting down")).await;
+}
+
+/// Sends `error` as the refusal of a call, in the call's own format.
+async fn refuse_with(client: &Client, inbox: Subject, unary: bool, error: Error) {
+    let _ = if unary {
+        client.publish(inbox, unary::encode_answer(Err((&error, true)))).await
+    } else {
+        let (mut headers, body) = NatsReply::end_frame(&Err(error), &Metadata::new(), None);
+        headers.insert(crate::frame::REFUSED, "1");
+        client.publish_with_headers(inbox, headers, body).await
+    };
+}
+
+/// Opens a unary call that came in one message without headers.
+async fn open_unary(
+    client: &Client,
+    message: async_nats::Message,
+    incoming: &mpsc::Sender<IncomingCall>,
+    calls: &Arc<Calls>,
+    max: usize,
+) {
+    let Some(inbox) = message.reply else { return };
+    let answer_error = |error: Error| client.publish(inbox.clone(), unary::encode_answer(Err((&error, false))));
+    let call = match unary::decode_call(message.payload) {
+        Ok(call) => call,
+        Err(why) => {
+            tracing::warn!(subject = %message.subject, reason = %why, "a malformed call");
+            let _ = answer_error(Error::bad_request(format!("malformed call: {why}"))).await;
+            return;
+        }
+    };
+    if call.request.len() > max {
+        let _ = answer_error(too_large(call.request.len(), max)).await;
+        return;
+    }
+    let cancel = CancellationToken::new();
+    calls.lock().insert(call.call_id.clone(), ServerCall { requests: None, cancel: cancel.clone(), credit: None });
+    let reply = NatsReply {
+        client: client.clone(),
+        inbox: inbox.clone(),
+        call_id: call.call_id,
+        form: Form::Unary,
+        pending: (Metadata::new(), None),
+        credit: None,
+        calls: calls.clone(),
+        finished: false,
+    };
+    let incoming_call = IncomingCall {
+        head: call.head,
+        requests: Box::new(Requests::One(Some(call.request))),
+        reply: Box::new(reply),
+        cancel,
+    };
+    if let Err(refused) = incoming.send(incoming_call).await {
+        drop(refused);
+        refuse_with(client, inbox, true, Error::unavailable("the server is not accepting calls")).await;
+    }
 }
 
 async fn open(
@@ -148,7 +203,7 @@ async fn open(
             stream: header(headers, STREAM) == Some("1"),
         };
         let (requests_tx, requests_rx) = mpsc::unbounded_channel();
-        let (cancel, credit) = (CancellationToken::new(), Arc::new(Semaphore::new(WINDOW)));
+        let (cancel, credit) = (CancellationToken::new(), Some(Arc::new(Semaphore::new(WINDOW))));
         let unary = header(headers, LAST) == Some("1");
         let mut requests = Some(requests_tx);
         if unary {
@@ -159,15 +214,15 @@ async fn open(
         calls.lock().insert(call_id.clone(), ServerCall { requests, cancel: cancel.clone(), credit: credit.clone() });
         let reply = NatsReply {
             client: client.clone(),
-            inbox: reply.to_string(),
+            inbox: reply,
             call_id: call_id.clone(),
-            unary: !head.stream,
+            form: if head.stream { Form::Stream } else { Form::Headers },
             pending: (Metadata::new(), None),
             credit,
             calls: calls.clone(),
             finished: false,
         };
-        let requests = Requests {
+        let requests = Requests::Stream {
             rx: requests_rx,
             cancel: cancel.clone(),
             client: client.clone(),
@@ -181,10 +236,7 @@ async fn open(
         if let Err(refused) = incoming.send(call).await {
             drop(refused);
             calls.lock().remove(&call_id);
-            let error = Err(Error::unavailable("the server is not accepting calls"));
-            let (mut headers, body) = NatsReply::end_frame(&error, &Metadata::new(), None);
-            headers.insert(crate::frame::REFUSED, "1");
-            let _ = client.publish_with_headers(inbox, headers, body).await;
+            refuse_with(client, inbox, false, Error::unavailable("the server is not accepting calls")).await;
         }
     }
 }
@@ -209,59 +261,82 @@ fn frame_for(message: &async_nats::Message, calls: &Calls) {
             }
             Some("credit") => {
                 let more = header(headers, CREDIT).and_then(|c| c.parse().ok()).unwrap_or(0);
-                call.credit.add_permits(more);
+                if let Some(credit) = &call.credit {
+                    credit.add_permits(more);
+                }
             }
             _ => {}
         }
     }
 }
 
-struct Requests {
-    rx: mpsc::UnboundedReceiver<Bytes>,
-    cancel: CancellationToken,
-    client: Client,
-    inbox: String,
-    stream: bool,
-    consumed: usize,
-    max: usize,
+/// Request messages: a unary call's one, or a stream's as they arrive.
+enum Requests {
+    One(Option<Bytes>),
+    Stream {
+        rx: mpsc::UnboundedReceiver<Bytes>,
+        cancel: CancellationToken,
+        client: Client,
+        inbox: Subject,
+        stream: bool,
+        consumed: usize,
+        max: usize,
+    },
 }
 
 impl std::fmt::Debug for Requests {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Requests").field("inbox", &self.inbox).finish_non_exhaustive()
+        match self {
+            Requests::One(_) => f.write_str("Requests::One"),
+            Requests::Stream { inbox, .. } => f.debug_struct("Requests::Stream").field("inbox", inbox).finish(),
+        }
     }
 }
 
 #[async_trait]
 impl MessageSource for Requests {
     async fn recv(&mut self) -> Result<Option<Bytes>> {
-        match self.rx.recv().await {
-            Some(message) if message.len() > self.max => Err(too_large(message.len(), self.max)),
-            Some(message) => {
-                self.consumed += 1;
-                if self.stream && self.consumed % (WINDOW / 2) == 0 {
-                    let mut headers = frame::kind("credit");
-                    headers.insert(CREDIT, (WINDOW / 2).to_string().as_str());
-                    let _ = self.client.publish_with_headers(self.inbox.clone(), headers, Bytes::new()).await;
+        match self {
+            Requests::One(request) => Ok(request.take()),
+            Requests::Stream { rx, cancel, client, inbox, stream, consumed, max } => match rx.recv().await {
+                Some(message) if message.len() > *max => Err(too_large(message.len(), *max)),
+                Some(message) => {
+                    *consumed += 1;
+                    if *stream && *consumed % (WINDOW / 2) == 0 {
+                        let mut headers = frame::kind("credit");
+                        headers.insert(CREDIT, (WINDOW / 2).to_string().as_str());
+                        let _ = client.publish_with_headers(inbox.clone(), headers, Bytes::new()).await;
+                    }
+                    Ok(Some(message))
                 }
-                Ok(Some(message))
-            }
-            None if self.cancel.is_cancelled() => Err(Error::canceled("the caller went away")),
-            None => Ok(None),
+                None if cancel.is_cancelled() => Err(Error::canceled("the caller went away")),
+                None => Ok(None),
+            },
         }
     }
 }
 
-/// The server's answer. A unary call's header, response and status go out as one `end` frame;
+/// How a call's answer travels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Form {
+    /// A unary call opened in one message without headers: one such message back.
+    Unary,
+    /// A unary call opened with header frames: one `end` frame back.
+    Headers,
+    /// A stream: frames as they come.
+    Stream,
+}
+
+/// The server's answer. A unary call's header, response and status go out as one message;
 /// a stream's as they come, within the caller's credit. Dropped unfinished (the server stopped),
 /// it tells the caller so.
 struct NatsReply {
     client: Client,
-    inbox: String,
+    inbox: Subject,
     call_id: String,
-    unary: bool,
+    form: Form,
     pending: (Metadata, Option<Bytes>),
-    credit: Arc<Semaphore>,
+    credit: Option<Arc<Semaphore>>,
     calls: Arc<Calls>,
     finished: bool,
 }
@@ -292,12 +367,37 @@ impl NatsReply {
             (Ok(()), None) => (headers, Bytes::new()),
         }
     }
+
+    /// Sends the call's end: its status, with the unary response and metadata held so far.
+    async fn end(&mut self, status: Result<()>) {
+        self.finished = true;
+        self.calls.lock().remove(&self.call_id);
+        let sent = match self.form {
+            Form::Unary => {
+                let answer = match (&status, &self.pending.1) {
+                    (Err(e), _) => unary::encode_answer(Err((e, false))),
+                    (Ok(()), response) => {
+                        unary::encode_answer(Ok((&self.pending.0, response.as_deref().unwrap_or_default())))
+                    }
+                };
+                self.client.publish(self.inbox.clone(), answer).await.map_err(|e| nats_error("replying", e))
+            }
+            Form::Headers | Form::Stream => {
+                let reply = if self.form == Form::Headers { self.pending.1.take() } else { None };
+                let (headers, body) = NatsReply::end_frame(&status, &self.pending.0, reply);
+                self.publish(headers, body).await
+            }
+        };
+        if let Err(e) = sent {
+            tracing::warn!(inbox = %self.inbox, error = %e, "could not send a call's status");
+        }
+    }
 }
 
 #[async_trait]
 impl Reply for NatsReply {
     async fn send_header(&mut self, metadata: Metadata) -> Result<()> {
-        if self.unary {
+        if self.form != Form::Stream {
             self.pending.0 = metadata;
             return Ok(());
         }
@@ -307,25 +407,31 @@ impl Reply for NatsReply {
     }
 
     async fn send(&mut self, message: Bytes) -> Result<()> {
-        if self.unary {
+        let Some(credit) = self.credit.as_ref().filter(|_| self.form == Form::Stream) else {
             if self.pending.1.replace(message).is_some() {
                 return Err(Error::internal("a unary call answers with one message"));
             }
             return Ok(());
-        }
-        let permit = self.credit.acquire().await.map_err(|_| Error::canceled("the call ended"))?;
-        permit.forget();
+        };
+        credit.acquire().await.map_err(|_| Error::canceled("the call ended"))?.forget();
         self.publish(frame::kind("msg"), message).await
     }
 
     async fn finish(mut self: Box<Self>, status: Result<()>) {
-        self.finished = true;
-        self.calls.lock().remove(&self.call_id);
-        let reply = if self.unary { self.pending.1.take() } else { None };
-        let (headers, body) = NatsReply::end_frame(&status, &self.pending.0, reply);
-        if let Err(e) = self.publish(headers, body).await {
-            tracing::warn!(inbox = %self.inbox, error = %e, "could not send a call's status");
+        self.end(status).await;
+    }
+
+    async fn answer(mut self: Box<Self>, metadata: Metadata, response: Bytes) {
+        if self.form == Form::Stream {
+            let sent = async {
+                self.send_header(metadata).await?;
+                self.send(response).await
+            }
+            .await;
+            return self.end(sent).await;
         }
+        self.pending = (metadata, Some(response));
+        self.end(Ok(())).await;
     }
 }
 
@@ -335,12 +441,16 @@ impl Drop for NatsReply {
         if self.finished {
             return;
         }
-        let error = Err(Error::unavailable("the server stopped before answering"));
-        let (headers, body) = NatsReply::end_frame(&error, &Metadata::new(), None);
-        let (client, inbox) = (self.client.clone(), self.inbox.clone());
+        let error = Error::unavailable("the server stopped before answering");
+        let (client, inbox, form) = (self.client.clone(), self.inbox.clone(), self.form);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let _ = client.publish_with_headers(inbox, headers, body).await;
+                let _ = if form == Form::Unary {
+                    client.publish(inbox, unary::encode_answer(Err((&error, false)))).await
+                } else {
+                    let (headers, body) = NatsReply::end_frame(&Err(error), &Metadata::new(), None);
+                    client.publish_with_headers(inbox, headers, body).await
+                };
             });
         }
     }

@@ -2,8 +2,9 @@
 //! to listen on, and the message size limit it was configured with.
 //!
 //! Each check listens, runs the kit's echo server on the listener, dials it and calls:
-//! `Echo.Unary` answers with the request, `Echo.Stream` echoes each message, `Echo.Fail`
-//! returns an error, `Echo.Hang` waits until cancelled and reports it.
+//! `Echo.Unary` answers with the request, `Echo.Answer` too but through
+//! [`Reply::answer`](crate::transport::Reply::answer), `Echo.Stream` echoes each message,
+//! `Echo.Fail` returns an error, `Echo.Hang` waits until cancelled and reports it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,7 +47,9 @@ macro_rules! transport_conformance {
             dropped_call_cancels_handler,
             oversized_message_is_refused_and_connection_serves_on,
             call_to_closed_listener_is_unavailable,
-            unknown_call_gets_an_answer
+            unknown_call_gets_an_answer,
+            unary_calls_answer_in_one_exchange,
+            dropped_unary_call_cancels_handler
         );
     };
 }
@@ -82,13 +85,18 @@ async fn echo_server(t: &TransportUnderTest) -> (String, mpsc::UnboundedReceiver
 
 async fn serve_echo(call: IncomingCall, hung: mpsc::UnboundedSender<Hung>) {
     let IncomingCall { head, mut requests, mut reply, cancel } = call;
+    if head.endpoint == "Echo.Answer" {
+        return match requests.recv().await {
+            Ok(Some(body)) => reply.answer(echoed_metadata(&head), body).await,
+            Ok(None) => reply.finish(Err(Error::bad_request("no request"))).await,
+            Err(e) => reply.finish(Err(e)).await,
+        };
+    }
     let status: Result<()> = async {
         match head.endpoint.as_str() {
             "Echo.Unary" => {
                 let body = requests.recv().await?.ok_or_else(|| Error::bad_request("no request"))?;
-                let mut header = head.metadata.clone();
-                header.insert("x-echo-endpoint", head.endpoint.clone());
-                reply.send_header(header).await?;
+                reply.send_header(echoed_metadata(&head)).await?;
                 reply.send(body).await
             }
             "Echo.Stream" => {
@@ -108,6 +116,13 @@ async fn serve_echo(call: IncomingCall, hung: mpsc::UnboundedSender<Hung>) {
     }
     .await;
     reply.finish(status).await;
+}
+
+/// The call's metadata, plus the endpoint that answered.
+fn echoed_metadata(head: &CallHead) -> Metadata {
+    let mut metadata = head.metadata.clone();
+    metadata.insert("x-echo-endpoint", head.endpoint.clone());
+    metadata
 }
 
 async fn unary(conn: &dyn Connection, endpoint: &str, body: Bytes) -> Result<(Bytes, Metadata)> {
@@ -277,5 +292,48 @@ pub async fn unknown_call_gets_an_answer(t: TransportUnderTest) {
     let err = unary(&*conn, "Echo.Missing", Bytes::from_static(b"x")).await.unwrap_err();
     assert_eq!(err.code, Code::NotFound);
     assert!(unary(&*conn, "Echo.Unary", Bytes::from_static(b"y")).await.is_ok());
+    server.abort();
+}
+
+/// `Connection::unary` (the client's path for unary calls) carries metadata both ways, the
+/// response bytes, error statuses and size limits, whichever way the server answers.
+pub async fn unary_calls_answer_in_one_exchange(t: TransportUnderTest) {
+    let (address, _, server) = echo_server(&t).await;
+    let conn = t.transport.dial(&address).await.unwrap();
+    for endpoint in ["Echo.Answer", "Echo.Unary"] {
+        let mut h = head(endpoint);
+        h.metadata.insert("x-trace", "t-42");
+        let answer = conn.unary(&h, Bytes::from_static(b"ping \x00\xff")).await.unwrap();
+        assert_eq!(answer.body, Bytes::from_static(b"ping \x00\xff"), "{endpoint}");
+        assert_eq!(answer.metadata.get("x-trace"), Some("t-42"), "{endpoint}");
+        assert_eq!(answer.metadata.get("x-echo-endpoint"), Some(endpoint));
+        assert_eq!(conn.unary(&h, Bytes::new()).await.unwrap().body, Bytes::new(), "{endpoint}: empty");
+    }
+    let failed = conn.unary(&head("Echo.Fail"), Bytes::from_static(b"x")).await.unwrap_err();
+    assert_eq!(
+        (failed.code, failed.detail.as_str(), failed.id.as_str()),
+        (Code::Forbidden, "you shall not pass: rule 7", "echo")
+    );
+    let missing = conn.unary(&head("Echo.Missing"), Bytes::from_static(b"x")).await.unwrap_err();
+    assert_eq!(missing.code, Code::NotFound);
+    let oversized = Bytes::from(vec![7u8; t.max_message_size + 1]);
+    let too_large = conn.unary(&head("Echo.Answer"), oversized).await.unwrap_err();
+    assert_eq!(too_large.code, Code::PayloadTooLarge, "{too_large}");
+    let at_limit = Bytes::from(vec![1u8; t.max_message_size.min(1 << 20) - 1024]);
+    assert_eq!(conn.unary(&head("Echo.Answer"), at_limit.clone()).await.unwrap().body, at_limit);
+    server.abort();
+}
+
+/// A unary call dropped before its answer cancels the handler, which saw the caller's deadline.
+pub async fn dropped_unary_call_cancels_handler(t: TransportUnderTest) {
+    let (address, mut hung, server) = echo_server(&t).await;
+    let conn = t.transport.dial(&address).await.unwrap();
+    let mut h = head("Echo.Hang");
+    h.timeout = Some(Duration::from_secs(5));
+    let waited = tokio::time::timeout(Duration::from_millis(50), conn.unary(&h, Bytes::from_static(b"x"))).await;
+    assert!(waited.is_err(), "the hanging call must not answer");
+    let seen = tokio::time::timeout(SETTLE, hung.recv()).await.unwrap().unwrap();
+    assert!(seen.timeout.is_some_and(|t| t <= Duration::from_secs(5) && t > Duration::from_secs(4)), "{seen:?}");
+    assert!(seen.cancelled, "dropping the call cancelled the handler");
     server.abort();
 }

@@ -91,6 +91,13 @@ pub trait Connection: Send + Sync + fmt::Debug {
             call.requests.close().await
         }
         .await;
+        // A request the other side stopped taking was answered already: its status says why.
+        // Any other failure to send is the caller's answer, with nothing awaited.
+        if let Err(e) = &sent {
+            if !matches!(e.code, crate::Code::Canceled | crate::Code::Unavailable) {
+                return Err(e.clone());
+            }
+        }
         let body = match call.responses.recv().await? {
             Some(body) => body,
             None => return Err(sent.err().unwrap_or_else(|| crate::Error::internal("the server sent no response"))),
