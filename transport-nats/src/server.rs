@@ -93,13 +93,14 @@ pub(crate) async fn listen(client: Client, address: &str, max: usize) -> Result<
     let calls = Arc::new(Calls::default());
     let (tx, incoming) = mpsc::channel(1024);
     let accepting = CancellationToken::new();
-    let task = tokio::spawn(serve(client, subject.clone(), subscription, tx, calls.clone(), accepting.clone(), max));
+    let task =
+        tokio::spawn(serve(Arc::new(client), subject.clone(), subscription, tx, calls.clone(), accepting.clone(), max));
     Ok(NatsListener { subject, incoming, task, accepting, calls })
 }
 
 /// Takes opens and frames in arrival order.
 async fn serve(
-    client: Client,
+    client: Arc<Client>,
     subject: String,
     mut subscription: async_nats::Subscriber,
     incoming: mpsc::Sender<IncomingCall>,
@@ -140,7 +141,7 @@ async fn refuse_with(client: &Client, inbox: Subject, unary: bool, error: Error)
 
 /// Opens a unary call that came in one message without headers.
 async fn open_unary(
-    client: &Client,
+    client: &Arc<Client>,
     message: async_nats::Message,
     incoming: &mpsc::Sender<IncomingCall>,
     calls: &Arc<Calls>,
@@ -185,7 +186,7 @@ async fn open_unary(
 }
 
 async fn open(
-    client: &Client,
+    client: &Arc<Client>,
     message: async_nats::Message,
     incoming: &mpsc::Sender<IncomingCall>,
     calls: &Arc<Calls>,
@@ -276,7 +277,7 @@ enum Requests {
     Stream {
         rx: mpsc::UnboundedReceiver<Bytes>,
         cancel: CancellationToken,
-        client: Client,
+        client: Arc<Client>,
         inbox: Subject,
         stream: bool,
         consumed: usize,
@@ -331,7 +332,8 @@ enum Form {
 /// a stream's as they come, within the caller's credit. Dropped unfinished (the server stopped),
 /// it tells the caller so.
 struct NatsReply {
-    client: Client,
+    /// Shared by every call of the listener: cloning an async-nats client per call costs more.
+    client: Arc<Client>,
     inbox: Subject,
     call_id: String,
     form: Form,
