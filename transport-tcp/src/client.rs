@@ -1,7 +1,6 @@
 //! The calling side: per connection one reader task hands each frame to its call by id, and one
 //! writer task drains the outbox.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -15,6 +14,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 
+use crate::call_ids::CallIds;
 use crate::frame::{self, Frame, Kind, Reader, Table};
 use crate::io::{FrameReader, Outbox, ReadEnd};
 use crate::{Plain, ReadHalf, WINDOW, max_frame, too_large, unavailable, unix_path};
@@ -44,7 +44,7 @@ enum Route {
 #[derive(Debug, Default)]
 struct Routes {
     next: u32,
-    calls: HashMap<u32, Route>,
+    calls: CallIds<Route>,
     /// Why the connection closed, once it has.
     closed: Option<String>,
 }

@@ -49,6 +49,7 @@
 //! `tests/conformance.rs` runs the core transport suite over TCP, over a Unix socket and over
 //! TLS; `tests/malformed.rs` sends bad frames on raw sockets.
 
+mod call_ids;
 mod client;
 mod frame;
 mod io;

@@ -1,7 +1,6 @@
 //! The listening side: an accept loop, and per connection a reader that turns `Open` frames into
 //! incoming calls and routes later frames to them, beside the connection's writer.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -17,6 +16,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::call_ids::CallIds;
 use crate::frame::{self, Frame, Kind, Reader, Table};
 use crate::io::{FrameReader, Outbox, ReadEnd};
 use crate::{Plain, ReadHalf, WINDOW, WriteHalf, max_frame, too_large, unavailable, unix_path};
@@ -175,12 +175,12 @@ struct Slot {
 struct ServerConnection {
     peer: String,
     outbox: Outbox,
-    calls: Mutex<HashMap<u32, Slot>>,
+    calls: Mutex<CallIds<Slot>>,
     state: Arc<ListenerState>,
 }
 
 impl ServerConnection {
-    fn calls(&self) -> MutexGuard<'_, HashMap<u32, Slot>> {
+    fn calls(&self) -> MutexGuard<'_, CallIds<Slot>> {
         self.calls.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use tower_service::Service;
 
-use super::handler::{Endpoint, Handler};
+use super::handler::{Endpoint, Handler, UnaryFn};
 use crate::codec::Codecs;
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -94,6 +94,11 @@ impl Router {
                 req.endpoint
             )));
         };
+        self.run(&handler, req).await
+    }
+
+    /// Runs `handler`, the unary handler of the endpoint `req` calls.
+    pub(crate) async fn run(&self, handler: &UnaryFn, req: ServerRequest) -> Result<ServerResponse> {
         let codec = self.codecs.get(&req.content_type)?.clone();
         let ctx = req.context.clone();
         let body = handler(req.context, req.body, codec).await?;

@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use super::Inner;
-use super::handler::{Handler, RawStream, SentReply, SharedReply, StreamFn};
+use super::handler::{Handler, RawStream, SentReply, SharedReply, StreamFn, UnaryFn};
 use super::router::{ServerRequest, ServerResponse, find};
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -57,7 +57,7 @@ async fn serve(server: Arc<Inner>, call: IncomingCall) {
     let ctx = Context::new(head.metadata.clone(), deadline.map(Instant::into_std), cancel.clone());
     let running = Running { server: &server, deadline, cancel: &cancel };
     match handler {
-        Handler::Unary(_) => match running.until_done(unary(&server, head, requests, ctx)).await {
+        Handler::Unary(handler) => match running.until_done(unary(&server, &handler, head, requests, ctx)).await {
             Ok(response) => reply.answer(response.metadata, response.body).await,
             Err(e) => reply.finish(Err(server.stamp(e))).await,
         },
@@ -104,9 +104,11 @@ impl Running<'_> {
     }
 }
 
-/// Reads a unary call's request and runs it through the server's layers to its handler.
+/// Reads a unary call's request and runs it through the server's layers to its handler
+/// (`handler`, found already, when there are no layers).
 async fn unary(
     server: &Inner,
+    handler: &UnaryFn,
     head: CallHead,
     mut requests: Box<dyn MessageSource>,
     ctx: Context,
@@ -127,7 +129,7 @@ async fn unary(
     };
     match &server.layers {
         Some(layers) => layers.clone().oneshot(request).await,
-        None => server.router.route(request).await,
+        None => server.router.run(handler, request).await,
     }
 }
 
