@@ -11,6 +11,9 @@
 //! | `header` | server | inbox | response metadata |
 //! | `end` | server | inbox | the status: empty body for OK, else the error as JSON; with `micro-reply`, the only response and its metadata too |
 //!
+//! A unary call sent with `Connection::unary` skips these frames: it is an `open` message
+//! without headers, answered by one message without headers (the unary module).
+//!
 //! Metadata travels as `micro-md-<key>` headers. Each stream direction may have at most
 //! [`WINDOW`] messages unconsumed; the receiver returns credit as it consumes them.
 
