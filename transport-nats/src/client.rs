@@ -9,8 +9,9 @@ use async_nats::{Client, HeaderMap, Subject};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
+use rmicro_core::client::RawResponse;
 use rmicro_core::metadata::Metadata;
-use rmicro_core::transport::{CallHead, ClientCall, Connection, MessageSink, MessageSource, UnaryResponse};
+use rmicro_core::transport::{CallHead, ClientCall, Connection, MessageSink, MessageSource};
 use rmicro_core::{Error, Result};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -32,7 +33,7 @@ pub(crate) enum Inbound {
 /// unary call's one answer.
 enum Route {
     Stream(mpsc::UnboundedSender<Inbound>, Arc<Semaphore>),
-    Unary(oneshot::Sender<Result<UnaryResponse>>),
+    Unary(oneshot::Sender<Result<RawResponse>>),
 }
 
 /// The calls in progress on one connection, by call number.
@@ -260,7 +261,7 @@ impl Connection for NatsConnection {
     }
 
     /// One message each way, without headers (see the `unary` module).
-    async fn unary(&self, head: &CallHead, request: Bytes) -> Result<UnaryResponse> {
+    async fn unary(&self, head: &CallHead, request: Bytes) -> Result<RawResponse> {
         let (number, call_id) = self.next_call();
         let payload = unary::encode_call(&call_id, head, &request)?;
         if payload.len() > self.max {

@@ -422,19 +422,6 @@ impl Reply for NatsReply {
     async fn finish(mut self: Box<Self>, status: Result<()>) {
         self.end(status).await;
     }
-
-    async fn answer(mut self: Box<Self>, metadata: Metadata, response: Bytes) {
-        if self.form == Form::Stream {
-            let sent = async {
-                self.send_header(metadata).await?;
-                self.send(response).await
-            }
-            .await;
-            return self.end(sent).await;
-        }
-        self.pending = (metadata, Some(response));
-        self.end(Ok(())).await;
-    }
 }
 
 impl Drop for NatsReply {

@@ -14,8 +14,9 @@
 //! | the request | |
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use rmicro_core::client::RawResponse;
 use rmicro_core::metadata::Metadata;
-use rmicro_core::transport::{CallHead, UnaryResponse};
+use rmicro_core::transport::CallHead;
 use rmicro_core::{Error, Result};
 
 const HAS_TIMEOUT: u8 = 1;
@@ -159,7 +160,7 @@ pub(crate) fn decode_call(payload: Bytes) -> std::result::Result<UnaryCall, Stri
 }
 
 /// The answer in `payload`: the response, or the error the server sent.
-pub(crate) fn decode_answer(payload: Bytes) -> Result<UnaryResponse> {
+pub(crate) fn decode_answer(payload: Bytes) -> Result<RawResponse> {
     let malformed = |why: String| Error::internal(format!("the server's answer is malformed: {why}"));
     let mut reader = Reader { buf: payload };
     if !reader.buf.has_remaining() {
@@ -168,7 +169,7 @@ pub(crate) fn decode_answer(payload: Bytes) -> Result<UnaryResponse> {
     let status = reader.buf.get_u8();
     let metadata = reader.metadata().map_err(malformed)?;
     match status {
-        OK => Ok(UnaryResponse { metadata, body: reader.buf }),
+        OK => Ok(RawResponse::new(metadata, reader.buf)),
         FAILED => Err(Error::from_json(&reader.buf)),
         REFUSED => Err(Error::from_json(&reader.buf).unsent()),
         other => Err(malformed(format!("unknown status {other}"))),
@@ -201,7 +202,7 @@ mod tests {
     fn answers_round_trip() {
         let metadata: Metadata = [("x-served-by", "n1")].into_iter().collect();
         let answer = decode_answer(encode_answer(Ok((&metadata, b"response")))).unwrap();
-        assert_eq!(answer, UnaryResponse { metadata, body: Bytes::from_static(b"response") });
+        assert_eq!(answer, RawResponse::new(metadata, Bytes::from_static(b"response")));
         let error = Error::not_found("no such user");
         let failed = decode_answer(encode_answer(Err((&error, false)))).unwrap_err();
         assert_eq!((failed.code, failed.is_unsent()), (Code::NotFound, false));

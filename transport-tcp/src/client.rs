@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{BufMut, Bytes};
+use rmicro_core::client::RawResponse;
 use rmicro_core::metadata::Metadata;
-use rmicro_core::transport::{CallHead, ClientCall, Connection, MessageSink, MessageSource, UnaryResponse};
+use rmicro_core::transport::{CallHead, ClientCall, Connection, MessageSink, MessageSource};
 use rmicro_core::{Error, Result};
 use rustls::pki_types::ServerName;
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -276,7 +277,7 @@ impl Connection for TcpConnection {
     }
 
     /// One `Open` frame carrying the request out, one `End` frame carrying the answer back.
-    async fn unary(&self, head: &CallHead, request: Bytes) -> Result<UnaryResponse> {
+    async fn unary(&self, head: &CallHead, request: Bytes) -> Result<RawResponse> {
         frame::check_head([head.service.as_str(), &head.endpoint, &head.content_type], &head.metadata)?;
         let shared = &self.shared;
         if request.len() > shared.max {
@@ -293,7 +294,7 @@ impl Connection for TcpConnection {
         status?;
         match reply {
             Some(body) if body.len() > shared.max => Err(too_large(body.len(), shared.max)),
-            Some(body) => Ok(UnaryResponse { metadata: header, body }),
+            Some(body) => Ok(RawResponse::new(header, body)),
             None => Err(Error::internal("the server sent no response")),
         }
     }

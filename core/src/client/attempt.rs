@@ -11,7 +11,7 @@ use tower_service::Service;
 use super::call::{RawRequest, RawResponse};
 use super::pool::Pool;
 use crate::error::{Code, Error, Result};
-use crate::transport::{CallHead, ClientCall, UnaryResponse};
+use crate::transport::{CallHead, ClientCall};
 
 /// Sends one attempt to the node chosen for it and reads the single response.
 #[derive(Clone, Debug)]
@@ -44,15 +44,14 @@ impl Service<RawRequest> for Attempt {
 /// connection could not take the call.
 pub(crate) async fn unary(pool: &Pool, address: &str, head: &CallHead, body: Bytes) -> Result<RawResponse> {
     let conn = pool.get(address).await?;
-    match conn.unary(head, body).await {
-        Ok(UnaryResponse { metadata, body }) => Ok(RawResponse::new(metadata, body)),
-        Err(e) => {
-            if e.code == Code::Unavailable && e.is_unsent() {
-                pool.evict(address);
-            }
-            Err(e)
-        }
+    let answered = conn.unary(head, body).await;
+    if let Err(e) = &answered
+        && e.code == Code::Unavailable
+        && e.is_unsent()
+    {
+        pool.evict(address);
     }
+    answered
 }
 
 /// Opens a call on the pooled connection to `address`, dialling again next time if it had

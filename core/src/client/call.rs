@@ -160,7 +160,7 @@ pub struct RawRequest {
 }
 
 /// The encoded answer to a [`RawRequest`].
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RawResponse {
     /// Metadata the server sent back.

@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
+use crate::client::RawResponse;
 use crate::error::Result;
 use crate::metadata::Metadata;
 
@@ -84,7 +85,7 @@ pub trait Connection: Send + Sync + fmt::Debug {
     /// Sends a unary call (`head.stream` is false) with its one request and waits for its one
     /// response. This goes through [`open`](Connection::open); a transport that carries a unary
     /// call in one message each way overrides it, sparing every call the per-message plumbing.
-    async fn unary(&self, head: &CallHead, request: Bytes) -> Result<UnaryResponse> {
+    async fn unary(&self, head: &CallHead, request: Bytes) -> Result<RawResponse> {
         let mut call = self.open(head.clone()).await?;
         let sent = async {
             call.requests.send(request).await?;
@@ -93,10 +94,10 @@ pub trait Connection: Send + Sync + fmt::Debug {
         .await;
         // A request the other side stopped taking was answered already: its status says why.
         // Any other failure to send is the caller's answer, with nothing awaited.
-        if let Err(e) = &sent {
-            if !matches!(e.code, crate::Code::Canceled | crate::Code::Unavailable) {
-                return Err(e.clone());
-            }
+        if let Err(e) = &sent
+            && !matches!(e.code, crate::Code::Canceled | crate::Code::Unavailable)
+        {
+            return Err(e.clone());
         }
         let body = match call.responses.recv().await? {
             Some(body) => body,
@@ -104,19 +105,10 @@ pub trait Connection: Send + Sync + fmt::Debug {
         };
         call.responses.recv().await?;
         let metadata = call.responses.header().cloned().unwrap_or_default();
-        Ok(UnaryResponse { metadata, body })
+        Ok(RawResponse::new(metadata, body))
     }
     /// Whether the connection can carry no more calls and should be dialled again.
     fn is_closed(&self) -> bool;
-}
-
-/// The answer to a unary call: the server's metadata and its one response.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct UnaryResponse {
-    /// Metadata the server sent back.
-    pub metadata: Metadata,
-    /// The encoded response.
-    pub body: Bytes,
 }
 
 /// Sends messages one way on a call.
