@@ -3,6 +3,14 @@
 //! under load, many calls share one syscall. Small frames are copied into one buffer; a large
 //! body is written from its own allocation. [`FrameReader`] cuts frames out of one read buffer
 //! without copying their bodies.
+//!
+//! Coalescing alone would make a connection under moderate load take turns: the client sends a
+//! batch and waits, the server reads the whole batch, runs every call, answers in one write,
+//! then waits for the next. A server's reader that has caught up with its client therefore lets
+//! the calls it handed over run every [`PAUSE_EVERY`] frames, so the first answers leave while
+//! it still holds requests, and both sides work at once. A reader behind its client does not
+//! pause: under heavy load the answers share writes. A client's reader never pauses: its server
+//! having sent everything says nothing about whether the server waits for more.
 
 use std::io::IoSlice;
 use std::sync::{Mutex, MutexGuard};
@@ -18,6 +26,8 @@ const ZERO_COPY_MIN: usize = 8 * 1024;
 /// Buffers written per `writev`.
 const MAX_SLICES: usize = 64;
 const READ_CHUNK: usize = 64 * 1024;
+/// Frames a reader that has caught up with its peer hands over between pauses.
+const PAUSE_EVERY: usize = 4;
 
 /// Frames waiting for the writer.
 #[derive(Debug)]
@@ -176,27 +186,53 @@ pub(crate) struct FrameReader<R> {
     io: R,
     buf: BytesMut,
     max_frame: usize,
+    /// Whether to pause when caught up (a server's reader).
+    pausing: bool,
+    /// The last read took all the peer had sent.
+    caught_up: bool,
+    /// Frames returned since the reader last paused or had to read.
+    handed_over: usize,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub(crate) fn new(io: R, max_frame: usize) -> FrameReader<R> {
-        FrameReader { io, buf: BytesMut::with_capacity(READ_CHUNK), max_frame }
+        FrameReader {
+            io,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            max_frame,
+            pausing: false,
+            caught_up: false,
+            handed_over: 0,
+        }
+    }
+
+    /// A reader that pauses when caught up with its client, as the module's docs say.
+    pub(crate) fn pausing(self) -> FrameReader<R> {
+        FrameReader { pausing: true, ..self }
     }
 
     async fn fill(&mut self, want: usize) -> Result<(), ReadEnd> {
         while self.buf.len() < want {
             self.buf.reserve((want - self.buf.len()).max(READ_CHUNK));
+            let room = self.buf.capacity() - self.buf.len();
             match self.io.read_buf(&mut self.buf).await {
                 Ok(0) if self.buf.is_empty() => return Err(ReadEnd::Closed),
                 Ok(0) => return Err(ReadEnd::Io(std::io::ErrorKind::UnexpectedEof.into())),
-                Ok(_) => {}
+                Ok(read) => self.caught_up = read < room,
                 Err(e) => return Err(ReadEnd::Io(e)),
             }
         }
         Ok(())
     }
 
+    /// The next frame; see the module's docs for when it first lets other tasks run.
     pub(crate) async fn next(&mut self) -> Result<Frame, ReadEnd> {
+        if self.buf.len() < 4 {
+            self.handed_over = 0;
+        } else if self.pausing && self.caught_up && self.handed_over >= PAUSE_EVERY {
+            self.handed_over = 0;
+            tokio::task::yield_now().await;
+        }
         self.fill(4).await?;
         let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
         if len < frame::HEAD_LEN - 4 {
@@ -210,6 +246,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
         self.fill(4 + len).await?;
         self.buf.advance(4);
+        self.handed_over += 1;
         Frame::parse(self.buf.split_to(len).freeze()).map_err(ReadEnd::Malformed)
     }
 }

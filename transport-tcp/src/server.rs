@@ -307,7 +307,7 @@ async fn serve_connection(
         Arc::new(ServerConnection { peer, outbox: Outbox::default(), calls: Mutex::default(), state: state.clone() });
     let writer = connection.clone();
     let writer = tokio::spawn(async move { writer.outbox.drain(write).await });
-    let mut reader = FrameReader::new(read, max_frame(state.max));
+    let mut reader = FrameReader::new(read, max_frame(state.max)).pausing();
     let mut table = Table::default();
     let end = loop {
         let frame = tokio::select! {
