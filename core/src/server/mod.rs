@@ -21,6 +21,7 @@ mod handler;
 mod router;
 mod serve;
 mod subscriber;
+mod until_done;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -1,6 +1,7 @@
 //! The innermost server service: finds a unary endpoint, decodes, calls, encodes.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::task::{Context as TaskContext, Poll};
 
@@ -97,11 +98,18 @@ impl Router {
         self.run(&handler, req).await
     }
 
-    /// Runs `handler`, the unary handler of the endpoint `req` calls.
-    pub(crate) async fn run(&self, handler: &UnaryFn, req: ServerRequest) -> Result<ServerResponse> {
-        let codec = self.codecs.get(&req.content_type)?.clone();
+    /// Runs `handler`, the unary handler of the endpoint `req` calls. Not an `async fn`: the
+    /// request is taken apart before the future is made, which then holds only what it needs.
+    pub(crate) fn run(
+        &self,
+        handler: &UnaryFn,
+        req: ServerRequest,
+    ) -> impl Future<Output = Result<ServerResponse>> + use<> {
         let ctx = req.context.clone();
-        let body = handler(req.context, req.body, codec).await?;
-        Ok(ServerResponse::new(ctx.reply_metadata(), body))
+        let running = self.codecs.get(&req.content_type).map(|codec| handler(req.context, req.body, codec.clone()));
+        async move {
+            let body = running?.await?;
+            Ok(ServerResponse::new(ctx.reply_metadata(), body))
+        }
     }
 }

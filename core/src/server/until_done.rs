@@ -1,0 +1,81 @@
+//! The one future that decides how a call ends: its work, a panic in it, the caller cancelling,
+//! the deadline or the server stopping, whichever comes first.
+//!
+//! Written as a struct rather than an `async fn` taking the work: such a function keeps the
+//! work future twice in its state (once as the argument, once where it is polled), and a call's
+//! work is most of its task, which is copied as it is built and spawned.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use futures::FutureExt;
+use futures::future::CatchUnwind;
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+
+use crate::error::{Error, Result};
+
+pin_project! {
+    /// Resolves to the work's result, or to the error that ended the call first.
+    pub(crate) struct UntilDone<'a, F> {
+        #[pin]
+        work: CatchUnwind<AssertUnwindSafe<F>>,
+        #[pin]
+        cancelled: WaitForCancellationFuture<'a>,
+        #[pin]
+        stopped: WaitForCancellationFuture<'a>,
+        #[pin]
+        expired: Option<Sleep>,
+        cancel: &'a CancellationToken,
+        server: &'a str,
+    }
+}
+
+impl<'a, T, F: Future<Output = Result<T>>> UntilDone<'a, F> {
+    /// Runs `work` until it ends, `cancel` fires (the caller went away), `deadline` passes (the
+    /// call is then cancelled) or `stop` fires (the server stops without waiting).
+    pub(crate) fn new(
+        server: &'a str,
+        deadline: Option<Instant>,
+        cancel: &'a CancellationToken,
+        stop: &'a CancellationToken,
+        work: F,
+    ) -> UntilDone<'a, F> {
+        UntilDone {
+            work: AssertUnwindSafe(work).catch_unwind(),
+            cancelled: cancel.cancelled(),
+            stopped: stop.cancelled(),
+            expired: deadline.map(tokio::time::sleep_until),
+            cancel,
+            server,
+        }
+    }
+}
+
+impl<T, F: Future<Output = Result<T>>> Future for UntilDone<'_, F> {
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        let this = self.project();
+        if let Poll::Ready(done) = this.work.poll(cx) {
+            return Poll::Ready(done.unwrap_or_else(|_| {
+                tracing::error!(server = %this.server, "a handler panicked");
+                Err(Error::internal("the handler panicked"))
+            }));
+        }
+        if this.cancelled.poll(cx).is_ready() {
+            return Poll::Ready(Err(Error::canceled("the caller cancelled the call")));
+        }
+        if let Some(expired) = this.expired.as_pin_mut() {
+            if expired.poll(cx).is_ready() {
+                this.cancel.cancel();
+                return Poll::Ready(Err(Error::deadline_exceeded("the call's deadline passed while it was handled")));
+            }
+        }
+        ready!(this.stopped.poll(cx));
+        Poll::Ready(Err(Error::unavailable("the server stopped before the call finished")))
+    }
+}
