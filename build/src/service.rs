@@ -103,13 +103,13 @@ fn write_client_method(k: &str, proto: &str, m: &Method, out: &mut String) {
     let code = match (m.client_streaming, m.server_streaming) {
         (false, false) => format!(
             r#"
-{docs}    pub async fn {name}(&self, request: &{input}) -> ::std::result::Result<{k}::client::Response<{output}>, {k}::Error> {{
-        self.{name}_with(self.endpoint("{method}"), request).await
+{docs}    pub fn {name}(&self, request: &{input}) -> impl ::std::future::Future<Output = ::std::result::Result<{k}::client::Response<{output}>, {k}::Error>> + ::std::marker::Send + use<'_> {{
+        self.{name}_with(self.endpoint("{method}"), request)
     }}
 
     /// Calls `{proto}.{method}` with the options set on `call`.
-    pub async fn {name}_with(&self, call: {k}::client::Call, request: &{input}) -> ::std::result::Result<{k}::client::Response<{output}>, {k}::Error> {{
-        self.client.call(call, request).await
+    pub fn {name}_with(&self, call: {k}::client::Call, request: &{input}) -> impl ::std::future::Future<Output = ::std::result::Result<{k}::client::Response<{output}>, {k}::Error>> + ::std::marker::Send + use<'_> {{
+        self.client.call(call, request)
     }}
 "#
         ),

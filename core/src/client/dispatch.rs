@@ -1,6 +1,7 @@
 //! The client's middle service: chooses a node for each attempt, bounds the call by its deadline,
 //! and applies the fail mode, sending again only what is safe to send again.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -183,23 +184,25 @@ impl Service<RawRequest> for Dispatch {
 }
 
 impl Dispatch {
-    /// Sends the call, within its deadline, as its fail mode says.
-    pub(crate) async fn dispatch(&self, req: RawRequest) -> Result<RawResponse> {
+    /// Sends the call, within its deadline, as its fail mode says. Takes the request apart
+    /// before making the future, which then holds the call once.
+    pub(crate) fn dispatch(&self, req: RawRequest) -> impl Future<Output = Result<RawResponse>> + Send + use<'_> {
         self.budget.deposit();
         let mut call = Outgoing::from(req);
-        let deadline = call.deadline;
-        let work = async {
-            match call.fail_mode {
-                FailMode::Failbackup(delay) if call.idempotent => self.hedge(&call, delay).await,
-                mode => self.retry(&mut call, mode).await,
-            }
-        };
-        match deadline {
-            Some(d) => match tokio::time::timeout_at(d, work).await {
-                Ok(result) => result,
-                Err(_) => Err(deadline_exceeded(&call.head.service, &call.head.endpoint)),
-            },
-            None => work.await,
+        async move {
+            let result = match (call.fail_mode, call.deadline) {
+                // Boxed: hedging's state would otherwise enlarge every call's future.
+                (FailMode::Failbackup(delay), deadline) if call.idempotent => {
+                    let hedged = Box::pin(self.hedge(&call, delay));
+                    match deadline {
+                        Some(deadline) => tokio::time::timeout_at(deadline, hedged).await.ok(),
+                        None => Some(hedged.await),
+                    }
+                }
+                (mode, Some(deadline)) => tokio::time::timeout_at(deadline, self.retry(&mut call, mode)).await.ok(),
+                (mode, None) => Some(self.retry(&mut call, mode).await),
+            };
+            result.unwrap_or_else(|| Err(deadline_exceeded(&call.head.service, &call.head.endpoint)))
         }
     }
 
@@ -220,7 +223,8 @@ impl Dispatch {
     async fn send(&self, call: &Outgoing, head: &CallHead, marker: Marker<'_>, attempt: u32) -> Result<RawResponse> {
         let node = marker.node;
         let result = match &self.attempt_layers {
-            Some(layers) => layers.clone().oneshot(call.attempt_request(node.clone(), attempt)).await,
+            // Boxed: the request it holds would otherwise enlarge every call's future.
+            Some(layers) => Box::pin(layers.clone().oneshot(call.attempt_request(node.clone(), attempt))).await,
             None => attempt::unary(&self.pool, &node.address, head, call.body.clone()).await,
         };
         marker.finish_with(&result);

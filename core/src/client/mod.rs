@@ -33,10 +33,13 @@ mod stream;
 
 use std::collections::HashSet;
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::Either;
 use tokio::time::Instant;
 use tower::ServiceExt;
 use tower::retry::budget::TpsBudget;
@@ -113,28 +116,44 @@ impl Client {
     }
 
     /// Calls the endpoint named by `call` with `request`, decoding the response as `Resp`.
-    pub async fn call<Req, Resp>(&self, call: Call, request: &Req) -> Result<Response<Resp>>
+    ///
+    /// The request is encoded when this is called, not when the future is first polled, so the
+    /// future borrows only the client. Nor is this an `async fn` (nor are the steps below it):
+    /// such a function keeps its arguments beside the futures they are moved into, and a call's
+    /// future is copied as it is built and spawned.
+    pub fn call<Req, Resp>(
+        &self,
+        call: Call,
+        request: &Req,
+    ) -> impl Future<Output = Result<Response<Resp>>> + Send + use<'_, Req, Resp>
     where
         Req: Message,
         Resp: Message + Default,
     {
-        let codec = self.inner.codecs.get(self.content_type_of(&call))?.clone();
-        let body = codec.encode(request)?;
-        let raw = self.call_bytes(call, body).await?;
-        let message = codec::decode(&*codec, raw.body).map_err(bad_response)?;
-        Ok(Response::new(raw.metadata, message))
+        let prepared = self.inner.codecs.get(self.content_type_of(&call)).cloned().and_then(|codec| {
+            let body = codec.encode(request)?;
+            Ok((codec, body))
+        });
+        match prepared {
+            Err(e) => Either::Left(std::future::ready(Err(e))),
+            Ok((codec, body)) => Either::Right(self.call_bytes(call, body).map(move |raw| {
+                let raw = raw?;
+                let message = codec::decode(&*codec, raw.body).map_err(bad_response)?;
+                Ok(Response::new(raw.metadata, message))
+            })),
+        }
     }
 
     /// Calls with an already encoded body (in the call's content type), as proxies and gateways do.
-    pub async fn call_bytes(&self, call: Call, body: Bytes) -> Result<RawResponse> {
-        self.send(self.raw_request(call, body, Some(self.inner.timeout))).await
+    pub fn call_bytes(&self, call: Call, body: Bytes) -> impl Future<Output = Result<RawResponse>> + Send + use<'_> {
+        self.send(self.raw_request(call, body, Some(self.inner.timeout)))
     }
 
     /// Sends `raw` through the client's layers, if any, and dispatch.
-    async fn send(&self, raw: RawRequest) -> Result<RawResponse> {
+    fn send(&self, raw: RawRequest) -> impl Future<Output = Result<RawResponse>> + Send + use<'_> {
         match &self.inner.layers {
-            Some(layers) => layers.clone().oneshot(raw).await,
-            None => self.inner.dispatch.dispatch(raw).await,
+            Some(layers) => Either::Left(layers.clone().oneshot(raw)),
+            None => Either::Right(self.inner.dispatch.dispatch(raw)),
         }
     }
 

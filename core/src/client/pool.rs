@@ -65,21 +65,23 @@ impl Pool {
     /// A connection to `address`: the next pooled one in turn, or a new one while the pool for
     /// that address is not full. Calls that find it not full wait for one dial at a time.
     pub(crate) async fn get(&self, address: &str) -> Result<Arc<dyn Connection>> {
-        let dialling = {
-            let mut all = self.connections();
-            let entry = match all.get_mut(address) {
-                Some(entry) => entry,
-                None => all.entry(address.to_owned()).or_default(),
-            };
-            if let Some(connection) = entry.next(self.size, self.idle_ttl, Instant::now()) {
-                return Ok(connection);
-            }
-            entry.dialling.clone()
-        };
+        match self.pooled(address) {
+            Some(connection) => Ok(connection),
+            // Boxed: dialling's state would otherwise enlarge every call's future.
+            None => Box::pin(self.dial(address)).await,
+        }
+    }
+
+    /// A pooled connection to `address`, once the pool holds as many as it keeps.
+    fn pooled(&self, address: &str) -> Option<Arc<dyn Connection>> {
+        self.connections().get_mut(address)?.next(self.size, self.idle_ttl, Instant::now())
+    }
+
+    /// Dials `address`, one dial at a time per address, unless a connection came meanwhile.
+    async fn dial(&self, address: &str) -> Result<Arc<dyn Connection>> {
+        let dialling = self.connections().entry(address.to_owned()).or_default().dialling.clone();
         let _dialling = dialling.lock().await;
-        let dialled_meanwhile =
-            self.connections().get_mut(address).and_then(|entry| entry.next(self.size, self.idle_ttl, Instant::now()));
-        if let Some(connection) = dialled_meanwhile {
+        if let Some(connection) = self.pooled(address) {
             return Ok(connection);
         }
         let connection = self.transport.dial(address).await?;
@@ -89,7 +91,6 @@ impl Pool {
         Ok(connection)
     }
 
-    /// Forgets the connections to `address` so the next call dials again.
     pub(crate) fn evict(&self, address: &str) {
         self.connections().remove(address);
     }
