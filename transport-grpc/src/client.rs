@@ -5,6 +5,7 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::uri::PathAndQuery;
+use rmicro_core::client::RawResponse;
 use rmicro_core::metadata::Metadata;
 use rmicro_core::transport::{CallHead, ClientCall, Connection, MessageSink, MessageSource, too_large};
 use rmicro_core::{Error, Result};
@@ -67,11 +68,16 @@ fn request<T>(head: &CallHead, body: T) -> tonic::Request<T> {
     request
 }
 
+/// The gRPC path of the endpoint `head` calls.
+fn path(head: &CallHead) -> Result<PathAndQuery> {
+    PathAndQuery::from_str(&wire::method_path(&head.service, &head.endpoint))
+        .map_err(|e| Error::bad_request(format!("{}/{} is not a gRPC path: {e}", head.service, head.endpoint)))
+}
+
 #[async_trait]
 impl Connection for GrpcConnection {
     async fn open(&self, head: CallHead) -> Result<ClientCall> {
-        let path = PathAndQuery::from_str(&wire::method_path(&head.service, &head.endpoint))
-            .map_err(|e| Error::bad_request(format!("{}/{} is not a gRPC path: {e}", head.service, head.endpoint)))?;
+        let path = path(&head)?;
         if !head.stream {
             let (tx, rx) = oneshot::channel();
             let unary = Unary { grpc: self.grpc(), path, head };
@@ -93,6 +99,18 @@ impl Connection for GrpcConnection {
         })
     }
 
+    /// One gRPC unary request, made in the caller's task: no task per call, as a generated tonic
+    /// client does it. Dropping the future resets the HTTP/2 stream.
+    async fn unary(&self, head: &CallHead, request: Bytes) -> Result<RawResponse> {
+        if request.len() > self.max {
+            return Err(too_large(request.len(), self.max));
+        }
+        match send_unary(self.grpc(), path(head)?, self::request(head, request)).await {
+            Ok(response) => Ok(RawResponse::new(wire::metadata_from(response.metadata()), response.into_inner())),
+            Err(status) => Err(from_status(&status)),
+        }
+    }
+
     fn is_closed(&self) -> bool {
         false
     }
@@ -109,10 +127,14 @@ struct Unary {
 type UnaryAnswer = std::result::Result<tonic::Response<Bytes>, Status>;
 
 impl Unary {
-    async fn call(mut self, body: Bytes) -> UnaryAnswer {
-        self.grpc.ready().await.map_err(|e| Status::unavailable(format!("connection not ready: {e}")))?;
-        self.grpc.unary(request(&self.head, body), self.path, RawCodec).await
+    async fn call(self, body: Bytes) -> UnaryAnswer {
+        send_unary(self.grpc, self.path, request(&self.head, body)).await
     }
+}
+
+async fn send_unary(mut grpc: Grpc<Channel>, path: PathAndQuery, request: tonic::Request<Bytes>) -> UnaryAnswer {
+    grpc.ready().await.map_err(|e| Status::unavailable(format!("connection not ready: {e}")))?;
+    grpc.unary(request, path, RawCodec).await
 }
 
 /// Holds a unary call's one request until the call is closed, then sends it and hands the
