@@ -192,6 +192,11 @@ enum Frame {
     Header(Metadata),
     Message(Bytes),
     End(Result<()>),
+    /// A unary call's whole answer: header, the one response and a good status.
+    Answer {
+        header: Metadata,
+        body: Bytes,
+    },
 }
 
 type ResponseStream = BoxStream<'static, std::result::Result<Bytes, Status>>;
@@ -220,6 +225,7 @@ impl StreamingService<Bytes> for Dispatch {
             }
             let (header, first) = match frames.recv().await {
                 Some(Frame::Header(metadata)) => (metadata, None),
+                Some(Frame::Answer { header, body }) => (header, Some(Frame::Answer { header: Metadata::new(), body })),
                 Some(Frame::End(Err(e))) => {
                     guard.disarm();
                     return Err(to_status(&e));
@@ -256,6 +262,12 @@ fn responses(first: Option<Frame>, frames: mpsc::Receiver<Frame>, guard: DropGua
             match frame {
                 Frame::Header(_) => continue,
                 Frame::Message(body) => return Some((Ok(body), state)),
+                Frame::Answer { body, .. } => {
+                    if let Some(guard) = state.guard.take() {
+                        guard.disarm();
+                    }
+                    return Some((Ok(body), state));
+                }
                 Frame::End(status) => {
                     if let Some(guard) = state.guard.take() {
                         guard.disarm();
@@ -302,5 +314,10 @@ impl Reply for GrpcReply {
 
     async fn finish(self: Box<Self>, status: Result<()>) {
         let _ = self.frames.send(Frame::End(status)).await;
+    }
+
+    /// One frame for the whole answer, where the provided method would send three.
+    async fn answer(self: Box<Self>, metadata: Metadata, response: Bytes) {
+        let _ = self.frames.send(Frame::Answer { header: metadata, body: response }).await;
     }
 }
