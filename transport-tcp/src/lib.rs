@@ -10,6 +10,9 @@
 //! - Writes are batched: frames queued by many calls while a write is in progress leave together
 //!   in one vectored write. Bodies are read without copying; large ones are written without
 //!   copying.
+//! - Both sides work at once: a server that has read all its client sent lets the calls it has
+//!   read run every few frames, so the first answers leave while it reads the rest, instead of
+//!   the two sides taking turns over whole batches.
 //! - Streams have credit-based flow control (32 messages in flight per direction), deadlines
 //!   travel with the call and cancellation is a frame.
 //! - A malformed or oversized frame closes only the connection it came on, with a logged reason;
