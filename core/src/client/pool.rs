@@ -91,6 +91,7 @@ impl Pool {
         Ok(connection)
     }
 
+    /// Forgets the connections to `address` so the next call dials again.
     pub(crate) fn evict(&self, address: &str) {
         self.connections().remove(address);
     }

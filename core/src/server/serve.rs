@@ -15,7 +15,7 @@ use super::router::{ServerRequest, ServerResponse, find};
 use super::until_done::UntilDone;
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::transport::{CallHead, IncomingCall, Listener, MessageSource, Reply};
+use crate::transport::{CallHead, IncomingCall, Listener, MessageSource};
 
 /// Accepts calls until `stop`, then hands the listener back for an orderly shutdown.
 pub(crate) async fn accept(
@@ -71,23 +71,15 @@ async fn serve(server: Arc<Inner>, call: IncomingCall) {
         }
         // Boxed: a stream's state would otherwise enlarge every unary call's task.
         Handler::Stream(handler) => {
-            Box::pin(serve_stream(&server, head, handler, requests, reply, ctx, deadline, cancel)).await
+            let call = IncomingCall { head, requests, reply, cancel };
+            Box::pin(serve_stream(&server, handler, call, ctx, deadline)).await
         }
     }
 }
 
 /// Runs a stream handler and finishes the reply with its status.
-#[allow(clippy::too_many_arguments)]
-async fn serve_stream(
-    server: &Inner,
-    head: CallHead,
-    handler: StreamFn,
-    requests: Box<dyn MessageSource>,
-    reply: Box<dyn Reply>,
-    ctx: Context,
-    deadline: Option<Instant>,
-    cancel: CancellationToken,
-) {
+async fn serve_stream(server: &Inner, handler: StreamFn, call: IncomingCall, ctx: Context, deadline: Option<Instant>) {
+    let IncomingCall { head, requests, reply, cancel } = call;
     let reply = SentReply::shared(reply);
     let work = stream(server, &head, handler, requests, reply.clone(), ctx);
     let status = UntilDone::new(&server.options.name, deadline, &cancel, &server.force_stop, work).await;
