@@ -277,6 +277,38 @@ mod tests {
         assert!(matches!(reader.next().await, Err(ReadEnd::Closed)));
     }
 
+    /// Ten frames that arrive in one read, as a client's batch does.
+    fn ten_frames() -> Vec<u8> {
+        let mut wire = BytesMut::new();
+        for call in 0..10 {
+            let start = frame::start_frame(&mut wire, Kind::Message, 0, call);
+            frame::finish_frame(&mut wire, start, 0);
+        }
+        wire.to_vec()
+    }
+
+    /// How many frames `reader` returns before a task spawned beside it first runs.
+    async fn frames_before_other_tasks_run<R: AsyncRead + Unpin>(mut reader: FrameReader<R>) -> usize {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let ran = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = ran.clone();
+        tokio::spawn(async move { flag.store(true, Ordering::SeqCst) });
+        let mut frames = 0;
+        while reader.next().await.is_ok() && !ran.load(Ordering::SeqCst) {
+            frames += 1;
+        }
+        frames
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_caught_up_server_reader_lets_calls_run_every_few_frames() {
+        let wire = ten_frames();
+        let server = FrameReader::new(wire.as_slice(), 1 << 20).pausing();
+        assert_eq!(frames_before_other_tasks_run(server).await, PAUSE_EVERY);
+        let client = FrameReader::new(wire.as_slice(), 1 << 20);
+        assert_eq!(frames_before_other_tasks_run(client).await, 10, "a client's reader does not pause");
+    }
+
     #[tokio::test]
     async fn oversized_and_truncated_frames_are_malformed() {
         let oversized = [0u8, 0, 1, 0, 2, 0, 0, 0, 0, 1];
