@@ -126,12 +126,7 @@ struct Unary {
 
 type UnaryAnswer = std::result::Result<tonic::Response<Bytes>, Status>;
 
-impl Unary {
-    async fn call(self, body: Bytes) -> UnaryAnswer {
-        send_unary(self.grpc, self.path, request(&self.head, body)).await
-    }
-}
-
+/// Sends one gRPC unary request once the channel is ready, and waits for its answer.
 async fn send_unary(mut grpc: Grpc<Channel>, path: PathAndQuery, request: tonic::Request<Bytes>) -> UnaryAnswer {
     grpc.ready().await.map_err(|e| Status::unavailable(format!("connection not ready: {e}")))?;
     grpc.unary(request, path, RawCodec).await
@@ -161,7 +156,8 @@ impl MessageSink for UnarySink {
     async fn close(&mut self) -> Result<()> {
         if let Some((unary, answer)) = self.unary.take() {
             let body = self.request.take().unwrap_or_default();
-            let _ = answer.send(AbortOnDrop(tokio::spawn(unary.call(body))));
+            let Unary { grpc, path, head } = unary;
+            let _ = answer.send(AbortOnDrop(tokio::spawn(send_unary(grpc, path, request(&head, body)))));
         }
         Ok(())
     }
