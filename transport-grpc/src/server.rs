@@ -15,7 +15,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use rmicro_core::metadata::Metadata;
-use rmicro_core::transport::{CallHead, IncomingCall, Listener, MessageSource, Reply};
+use rmicro_core::server::CallServer;
+use rmicro_core::transport::{Accepting, Arrivals, CallHead, IncomingCall, Listener, MessageSource, Reply};
 use rmicro_core::{Error, Result};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -38,7 +39,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub(crate) struct GrpcListener {
     address: String,
-    calls: mpsc::Receiver<IncomingCall>,
+    calls: Accepting,
     acceptor: JoinHandle<()>,
     connections: TaskTracker,
     closing: CancellationToken,
@@ -57,7 +58,11 @@ impl Listener for GrpcListener {
     }
 
     async fn accept(&mut self) -> Option<IncomingCall> {
-        self.calls.recv().await
+        self.calls.accept().await
+    }
+
+    fn deliver_to(&mut self, server: CallServer) {
+        self.calls.deliver_to(server);
     }
 
     async fn shutdown(self: Box<Self>) {
@@ -75,7 +80,7 @@ pub(crate) async fn listen(address: &str, max: usize, tls: Option<TlsAcceptor>) 
     let tcp =
         TcpListener::bind(address).await.map_err(|e| Error::unavailable(format!("cannot listen on {address}: {e}")))?;
     let local = tcp.local_addr().map_err(|e| Error::internal(format!("listener has no address: {e}")))?;
-    let (tx, calls) = mpsc::channel(ACCEPT_BACKLOG);
+    let (tx, calls) = rmicro_core::transport::arrivals(ACCEPT_BACKLOG);
     let (connections, closing) = (TaskTracker::new(), CancellationToken::new());
     let acceptor = tokio::spawn(accept(tcp, tx, max, tls, connections.clone(), closing.clone()));
     Ok(GrpcListener { address: local.to_string(), calls, acceptor, connections, closing })
@@ -83,7 +88,7 @@ pub(crate) async fn listen(address: &str, max: usize, tls: Option<TlsAcceptor>) 
 
 async fn accept(
     tcp: TcpListener,
-    calls: mpsc::Sender<IncomingCall>,
+    calls: Arrivals,
     max: usize,
     tls: Option<TlsAcceptor>,
     connections: TaskTracker,
@@ -109,13 +114,8 @@ async fn accept(
 }
 
 /// Serves one connection (plain or TLS) until it ends or, on shutdown, finishes its calls.
-async fn serve_connection<I>(
-    io: I,
-    calls: mpsc::Sender<IncomingCall>,
-    max: usize,
-    closing: CancellationToken,
-    peer: std::net::SocketAddr,
-) where
+async fn serve_connection<I>(io: I, calls: Arrivals, max: usize, closing: CancellationToken, peer: std::net::SocketAddr)
+where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let service = service_fn(move |req| serve(req, calls.clone(), max));
@@ -157,11 +157,7 @@ fn head_of(req: &Request<Incoming>) -> std::result::Result<CallHead, Status> {
     })
 }
 
-async fn serve(
-    req: Request<Incoming>,
-    calls: mpsc::Sender<IncomingCall>,
-    max: usize,
-) -> std::result::Result<Response<Body>, Infallible> {
+async fn serve(req: Request<Incoming>, calls: Arrivals, max: usize) -> std::result::Result<Response<Body>, Infallible> {
     let is_grpc = req
         .headers()
         .get("content-type")
@@ -183,7 +179,7 @@ async fn serve(
 
 /// Hands a decoded gRPC call to the rmicro server and turns its reply into a gRPC response.
 struct Dispatch {
-    calls: mpsc::Sender<IncomingCall>,
+    calls: Arrivals,
     head: Option<CallHead>,
 }
 
@@ -210,6 +206,9 @@ impl StreamingService<Bytes> for Dispatch {
         let (calls, head) = (self.calls.clone(), self.head.take());
         Box::pin(async move {
             let head = head.ok_or_else(|| Status::internal("the call was already dispatched"))?;
+            let Some(arrival) = calls.reserve().await else {
+                return Err(refused(&Error::unavailable("the server is not accepting calls")));
+            };
             let cancel = CancellationToken::new();
             let guard = cancel.clone().drop_guard();
             let (frames_tx, mut frames) = mpsc::channel(STREAM_WINDOW);
@@ -219,10 +218,7 @@ impl StreamingService<Bytes> for Dispatch {
                 reply: Box::new(GrpcReply { frames: frames_tx }),
                 cancel,
             };
-            if calls.send(call).await.is_err() {
-                guard.disarm();
-                return Err(refused(&Error::unavailable("the server is not accepting calls")));
-            }
+            arrival.run(call).await;
             let (header, first) = match frames.recv().await {
                 Some(Frame::Header(metadata)) => (metadata, None),
                 Some(Frame::Answer { header, body }) => (header, Some(Frame::Answer { header: Metadata::new(), body })),

@@ -15,7 +15,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use rmicro_core::metadata::Metadata;
-use rmicro_core::transport::{CallHead, IncomingCall, Listener, MessageSource, Reply};
+use rmicro_core::server::CallServer;
+use rmicro_core::transport::{Accepting, Arrivals, CallHead, IncomingCall, Listener, MessageSource, Reply};
 use rmicro_core::{Code, Error, Result};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -34,7 +35,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub(crate) struct HttpListener {
     address: String,
-    calls: mpsc::Receiver<IncomingCall>,
+    calls: Accepting,
     acceptor: JoinHandle<()>,
     connections: TaskTracker,
     closing: CancellationToken,
@@ -53,7 +54,11 @@ impl Listener for HttpListener {
     }
 
     async fn accept(&mut self) -> Option<IncomingCall> {
-        self.calls.recv().await
+        self.calls.accept().await
+    }
+
+    fn deliver_to(&mut self, server: CallServer) {
+        self.calls.deliver_to(server);
     }
 
     /// Stops accepting, asks every connection to finish (h2 GOAWAY, HTTP/1.1 close after the
@@ -73,7 +78,7 @@ pub(crate) async fn listen(address: &str, max_message_size: usize) -> Result<Htt
     let tcp =
         TcpListener::bind(address).await.map_err(|e| Error::unavailable(format!("cannot listen on {address}: {e}")))?;
     let local = tcp.local_addr().map_err(|e| Error::internal(format!("listener has no address: {e}")))?;
-    let (tx, calls) = mpsc::channel(ACCEPT_BACKLOG);
+    let (tx, calls) = rmicro_core::transport::arrivals(ACCEPT_BACKLOG);
     let (connections, closing) = (TaskTracker::new(), CancellationToken::new());
     let acceptor = tokio::spawn(accept_connections(tcp, tx, max_message_size, connections.clone(), closing.clone()));
     Ok(HttpListener { address: local.to_string(), calls, acceptor, connections, closing })
@@ -81,7 +86,7 @@ pub(crate) async fn listen(address: &str, max_message_size: usize) -> Result<Htt
 
 async fn accept_connections(
     tcp: TcpListener,
-    calls: mpsc::Sender<IncomingCall>,
+    calls: Arrivals,
     max: usize,
     connections: TaskTracker,
     closing: CancellationToken,
@@ -149,11 +154,7 @@ fn head_of(req: &Request<Incoming>) -> Result<CallHead> {
     })
 }
 
-async fn serve(
-    req: Request<Incoming>,
-    calls: mpsc::Sender<IncomingCall>,
-    max: usize,
-) -> Result<Response<Body>, Infallible> {
+async fn serve(req: Request<Incoming>, calls: Arrivals, max: usize) -> Result<Response<Body>, Infallible> {
     let head = match head_of(&req) {
         Ok(head) => head,
         Err(e) => return Ok(wire::error_response(&e, true)),
@@ -173,13 +174,12 @@ async fn serve(
             Err(e) => return Ok(wire::error_response(&Error::bad_request(format!("reading the body: {e}")), true)),
         }
     };
+    let Some(arrival) = calls.reserve().await else {
+        return Ok(wire::error_response(&Error::unavailable("the server is not accepting calls"), true));
+    };
     let (frames_tx, mut frames) = mpsc::channel(STREAM_WINDOW);
     let guard = cancel.clone().drop_guard();
-    let call = IncomingCall { head, requests, reply: Box::new(HttpReply { frames: frames_tx }), cancel };
-    if calls.send(call).await.is_err() {
-        guard.disarm();
-        return Ok(wire::error_response(&Error::unavailable("the server is not accepting calls"), true));
-    }
+    arrival.run(IncomingCall { head, requests, reply: Box::new(HttpReply { frames: frames_tx }), cancel }).await;
     if stream {
         Ok(streaming_response(frames, guard).await)
     } else {

@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use rmicro_core::metadata::Metadata;
-use rmicro_core::transport::{CallHead, IncomingCall, Listener, MessageSource, Reply};
+use rmicro_core::server::CallServer;
+use rmicro_core::transport::{Accepting, Arrivals, CallHead, IncomingCall, Listener, MessageSource, Reply};
 use rmicro_core::{Error, Result};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
@@ -43,7 +44,7 @@ impl Calls {
 
 pub(crate) struct NatsListener {
     subject: String,
-    incoming: mpsc::Receiver<IncomingCall>,
+    incoming: Accepting,
     task: JoinHandle<()>,
     accepting: CancellationToken,
     calls: Arc<Calls>,
@@ -68,7 +69,11 @@ impl Listener for NatsListener {
     }
 
     async fn accept(&mut self) -> Option<IncomingCall> {
-        self.incoming.recv().await
+        self.incoming.accept().await
+    }
+
+    fn deliver_to(&mut self, server: CallServer) {
+        self.incoming.deliver_to(server);
     }
 
     /// Stops taking calls, then keeps serving frames until the calls in progress end.
@@ -91,7 +96,7 @@ pub(crate) async fn listen(client: Client, address: &str, max: usize) -> Result<
         client.subscribe(format!("{subject}.>")).await.map_err(|e| nats_error("subscribing to calls", e))?;
     client.flush().await.map_err(|e| nats_error("flushing a subscription", e))?;
     let calls = Arc::new(Calls::default());
-    let (tx, incoming) = mpsc::channel(1024);
+    let (tx, incoming) = rmicro_core::transport::arrivals(1024);
     let accepting = CancellationToken::new();
     let task =
         tokio::spawn(serve(Arc::new(client), subject.clone(), subscription, tx, calls.clone(), accepting.clone(), max));
@@ -103,7 +108,7 @@ async fn serve(
     client: Arc<Client>,
     subject: String,
     mut subscription: async_nats::Subscriber,
-    incoming: mpsc::Sender<IncomingCall>,
+    incoming: Arrivals,
     calls: Arc<Calls>,
     stopped: CancellationToken,
     max: usize,
@@ -143,7 +148,7 @@ async fn refuse_with(client: &Client, inbox: Subject, unary: bool, error: Error)
 async fn open_unary(
     client: &Arc<Client>,
     message: async_nats::Message,
-    incoming: &mpsc::Sender<IncomingCall>,
+    incoming: &Arrivals,
     calls: &Arc<Calls>,
     max: usize,
 ) {
@@ -161,6 +166,9 @@ async fn open_unary(
         let _ = answer_error(too_large(call.request.len(), max)).await;
         return;
     }
+    let Some(arrival) = incoming.reserve().await else {
+        return refuse_with(client, inbox, true, Error::unavailable("the server is not accepting calls")).await;
+    };
     let cancel = CancellationToken::new();
     calls.lock().insert(call.call_id.clone(), ServerCall { requests: None, cancel: cancel.clone(), credit: None });
     let reply = NatsReply {
@@ -173,101 +181,84 @@ async fn open_unary(
         calls: calls.clone(),
         finished: false,
     };
-    let incoming_call = IncomingCall {
+    arrival.spawn(IncomingCall {
         head: call.head,
         requests: Box::new(Requests::One(Some(call.request))),
         reply: Box::new(reply),
         cancel,
-    };
-    if let Err(refused) = incoming.send(incoming_call).await {
-        drop(refused);
-        refuse_with(client, inbox, true, Error::unavailable("the server is not accepting calls")).await;
-    }
+    });
 }
 
-async fn open(
-    client: &Arc<Client>,
-    message: async_nats::Message,
-    incoming: &mpsc::Sender<IncomingCall>,
-    calls: &Arc<Calls>,
-    max: usize,
-) {
-    {
-        let (Some(headers), Some(reply)) = (message.headers.as_ref(), message.reply.clone()) else { return };
-        let Some(call_id) = header(headers, CALL).map(str::to_owned) else { return };
-        let head = CallHead {
-            service: header(headers, SERVICE).unwrap_or_default().to_owned(),
-            endpoint: header(headers, ENDPOINT).unwrap_or_default().to_owned(),
-            content_type: header(headers, CONTENT_TYPE).unwrap_or("application/protobuf").to_owned(),
-            metadata: frame::metadata_from(headers),
-            timeout: header(headers, TIMEOUT).and_then(frame::parse_timeout),
-            stream: header(headers, STREAM) == Some("1"),
-        };
-        let (requests_tx, requests_rx) = mpsc::unbounded_channel();
-        let (cancel, credit) = (CancellationToken::new(), Some(Arc::new(Semaphore::new(WINDOW))));
-        let unary = header(headers, LAST) == Some("1");
-        let mut requests = Some(requests_tx);
-        if unary {
-            if let Some(tx) = requests.take() {
-                let _ = tx.send(message.payload.clone());
-            }
-        }
-        calls.lock().insert(call_id.clone(), ServerCall { requests, cancel: cancel.clone(), credit: credit.clone() });
-        let reply = NatsReply {
-            client: client.clone(),
-            inbox: reply,
-            call_id: call_id.clone(),
-            form: if head.stream { Form::Stream } else { Form::Headers },
-            pending: (Metadata::new(), None),
-            credit,
-            calls: calls.clone(),
-            finished: false,
-        };
-        let requests = Requests::Stream {
-            rx: requests_rx,
-            cancel: cancel.clone(),
-            client: client.clone(),
-            inbox: reply.inbox.clone(),
-            stream: head.stream,
-            consumed: 0,
-            max,
-        };
-        let inbox = reply.inbox.clone();
-        let call = IncomingCall { head, requests: Box::new(requests), reply: Box::new(reply), cancel };
-        if let Err(refused) = incoming.send(call).await {
-            drop(refused);
-            calls.lock().remove(&call_id);
-            refuse_with(client, inbox, false, Error::unavailable("the server is not accepting calls")).await;
+async fn open(client: &Arc<Client>, message: async_nats::Message, incoming: &Arrivals, calls: &Arc<Calls>, max: usize) {
+    let (Some(headers), Some(inbox)) = (message.headers.as_ref(), message.reply.clone()) else { return };
+    let Some(call_id) = header(headers, CALL).map(str::to_owned) else { return };
+    let Some(arrival) = incoming.reserve().await else {
+        return refuse_with(client, inbox, false, Error::unavailable("the server is not accepting calls")).await;
+    };
+    let head = CallHead {
+        service: header(headers, SERVICE).unwrap_or_default().to_owned(),
+        endpoint: header(headers, ENDPOINT).unwrap_or_default().to_owned(),
+        content_type: header(headers, CONTENT_TYPE).unwrap_or("application/protobuf").to_owned(),
+        metadata: frame::metadata_from(headers),
+        timeout: header(headers, TIMEOUT).and_then(frame::parse_timeout),
+        stream: header(headers, STREAM) == Some("1"),
+    };
+    let (requests_tx, requests_rx) = mpsc::unbounded_channel();
+    let (cancel, credit) = (CancellationToken::new(), Some(Arc::new(Semaphore::new(WINDOW))));
+    let unary = header(headers, LAST) == Some("1");
+    let mut requests = Some(requests_tx);
+    if unary {
+        if let Some(tx) = requests.take() {
+            let _ = tx.send(message.payload.clone());
         }
     }
+    calls.lock().insert(call_id.clone(), ServerCall { requests, cancel: cancel.clone(), credit: credit.clone() });
+    let requests = Requests::Stream {
+        rx: requests_rx,
+        cancel: cancel.clone(),
+        client: client.clone(),
+        inbox: inbox.clone(),
+        stream: head.stream,
+        consumed: 0,
+        max,
+    };
+    let reply = NatsReply {
+        client: client.clone(),
+        inbox,
+        call_id,
+        form: if head.stream { Form::Stream } else { Form::Headers },
+        pending: (Metadata::new(), None),
+        credit,
+        calls: calls.clone(),
+        finished: false,
+    };
+    arrival.spawn(IncomingCall { head, requests: Box::new(requests), reply: Box::new(reply), cancel });
 }
 
 /// Hands a frame to its call; frames of calls that ended are dropped.
 fn frame_for(message: &async_nats::Message, calls: &Calls) {
-    {
-        let Some(call_id) = message.subject.rsplit('.').next().map(str::to_owned) else { return };
-        let Some(headers) = message.headers.as_ref() else { return };
-        let mut calls = calls.lock();
-        let Some(call) = calls.get_mut(&call_id) else { return };
-        match header(headers, KIND) {
-            Some("msg") => {
-                if let Some(tx) = &call.requests {
-                    let _ = tx.send(message.payload.clone());
-                }
+    let Some(call_id) = message.subject.rsplit('.').next() else { return };
+    let Some(headers) = message.headers.as_ref() else { return };
+    let mut calls = calls.lock();
+    let Some(call) = calls.get_mut(call_id) else { return };
+    match header(headers, KIND) {
+        Some("msg") => {
+            if let Some(tx) = &call.requests {
+                let _ = tx.send(message.payload.clone());
             }
-            Some("close") => call.requests = None,
-            Some("cancel") => {
-                call.requests = None;
-                call.cancel.cancel();
-            }
-            Some("credit") => {
-                let more = header(headers, CREDIT).and_then(|c| c.parse().ok()).unwrap_or(0);
-                if let Some(credit) = &call.credit {
-                    credit.add_permits(more);
-                }
-            }
-            _ => {}
         }
+        Some("close") => call.requests = None,
+        Some("cancel") => {
+            call.requests = None;
+            call.cancel.cancel();
+        }
+        Some("credit") => {
+            let more = header(headers, CREDIT).and_then(|c| c.parse().ok()).unwrap_or(0);
+            if let Some(credit) = &call.credit {
+                credit.add_permits(more);
+            }
+        }
+        _ => {}
     }
 }
 

@@ -8,7 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::{BufMut, Bytes};
 use rmicro_core::metadata::Metadata;
-use rmicro_core::transport::{CallHead, IncomingCall, Listener, MessageSource, Reply};
+use rmicro_core::server::CallServer;
+use rmicro_core::transport::{Accepting, Arrivals, CallHead, IncomingCall, Listener, MessageSource, Reply};
 use rmicro_core::{Error, Result};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
@@ -38,7 +39,7 @@ struct ListenerState {
 
 pub(crate) struct TcpListener {
     address: String,
-    incoming: mpsc::Receiver<IncomingCall>,
+    incoming: Accepting,
     acceptor: JoinHandle<()>,
     state: Arc<ListenerState>,
 }
@@ -66,7 +67,11 @@ impl Listener for TcpListener {
     }
 
     async fn accept(&mut self) -> Option<IncomingCall> {
-        self.incoming.recv().await
+        self.incoming.accept().await
+    }
+
+    fn deliver_to(&mut self, server: CallServer) {
+        self.incoming.deliver_to(server);
     }
 
     /// Refuses new calls, lets those in progress finish, then closes every connection after
@@ -111,7 +116,7 @@ pub(crate) async fn listen(address: &str, max: usize, tls: Option<TlsAcceptor>) 
         live: AtomicUsize::new(0),
         connections: TaskTracker::new(),
     });
-    let (calls, incoming) = mpsc::channel(1024);
+    let (calls, incoming) = rmicro_core::transport::arrivals(1024);
     let acceptor = tokio::spawn(accept(socket, tls, state.clone(), calls));
     Ok(TcpListener { address, incoming, acceptor, state })
 }
@@ -124,12 +129,7 @@ async fn remove_stale_socket(path: &str) {
     }
 }
 
-async fn accept(
-    socket: Socket,
-    tls: Option<TlsAcceptor>,
-    state: Arc<ListenerState>,
-    calls: mpsc::Sender<IncomingCall>,
-) {
+async fn accept(socket: Socket, tls: Option<TlsAcceptor>, state: Arc<ListenerState>, calls: Arrivals) {
     loop {
         let accepted = match &socket {
             Socket::Tcp(socket) => socket.accept().await.map(|(stream, peer)| {
@@ -194,7 +194,7 @@ impl ServerConnection {
         self: &Arc<Self>,
         frame: Frame,
         table: &mut Table,
-        calls: &mpsc::Sender<IncomingCall>,
+        calls: &Arrivals,
     ) -> std::result::Result<(), String> {
         let Frame { kind, flags, call, mut body } = frame;
         match kind {
@@ -246,13 +246,7 @@ impl ServerConnection {
         Ok(())
     }
 
-    async fn open(
-        self: &Arc<Self>,
-        call: u32,
-        head: CallHead,
-        request: Option<Bytes>,
-        calls: &mpsc::Sender<IncomingCall>,
-    ) {
+    async fn open(self: &Arc<Self>, call: u32, head: CallHead, request: Option<Bytes>, calls: &Arrivals) {
         let max = self.state.max;
         if self.state.refusing.load(Ordering::SeqCst) {
             return self.refuse(call, unavailable("the server is shutting down"), true);
@@ -260,7 +254,7 @@ impl ServerConnection {
         if let Some(request) = request.as_ref().filter(|r| r.len() > max) {
             return self.refuse(call, too_large(request.len(), max), false);
         }
-        let Ok(permit) = calls.reserve().await else {
+        let Some(arrival) = calls.reserve().await else {
             return self.refuse(call, unavailable("the server is not accepting calls"), true);
         };
         let cancel = CancellationToken::new();
@@ -285,7 +279,7 @@ impl ServerConnection {
             credit,
             finished: false,
         };
-        permit.send(IncomingCall { head, requests: Box::new(requests), reply: Box::new(reply), cancel });
+        arrival.spawn(IncomingCall { head, requests: Box::new(requests), reply: Box::new(reply), cancel });
     }
 
     /// The connection is gone: calls in progress learn that their caller went away.
@@ -296,13 +290,7 @@ impl ServerConnection {
     }
 }
 
-async fn serve_connection(
-    read: ReadHalf,
-    write: WriteHalf,
-    peer: String,
-    state: Arc<ListenerState>,
-    calls: mpsc::Sender<IncomingCall>,
-) {
+async fn serve_connection(read: ReadHalf, write: WriteHalf, peer: String, state: Arc<ListenerState>, calls: Arrivals) {
     let connection =
         Arc::new(ServerConnection { peer, outbox: Outbox::default(), calls: Mutex::default(), state: state.clone() });
     let writer = connection.clone();

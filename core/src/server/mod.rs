@@ -46,6 +46,7 @@ use crate::transport::{MemoryTransport, Transport};
 
 pub use handler::ServerStream;
 pub use router::{ServerRequest, ServerResponse};
+pub use serve::CallServer;
 
 use router::{Endpoints, Router};
 use subscriber::Subscriber;

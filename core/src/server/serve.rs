@@ -1,5 +1,6 @@
 //! Accepting calls and serving each one: deadline, cancellation, panics, and the reply.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -17,24 +18,46 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::transport::{CallHead, IncomingCall, Listener, MessageSource};
 
-/// Accepts calls until `stop`, then hands the listener back for an orderly shutdown.
+/// Serves the calls a listener hands over: spawned, or on the listener's own task.
+#[derive(Clone, Debug)]
+pub struct CallServer {
+    server: Arc<Inner>,
+    calls: TaskTracker,
+}
+
+impl CallServer {
+    /// Serves `call` on a task of its own.
+    pub(crate) fn spawn(&self, call: IncomingCall) {
+        self.calls.spawn(serve(self.server.clone(), call, None));
+    }
+
+    /// Serves a unary `call` on the task that awaits this, and a stream on a task of its own (the
+    /// awaiting task must get back to its transport for the stream's messages to flow). A stop
+    /// waits for both.
+    pub(crate) fn serve(&self, call: IncomingCall) -> impl Future<Output = ()> + Send + 'static {
+        self.calls.track_future(serve(self.server.clone(), call, Some(self.calls.clone())))
+    }
+}
+
+/// Has the listener hand calls over straight, serves any it queued, and returns it at `stop`
+/// for an orderly shutdown.
 pub(crate) async fn accept(
     server: Arc<Inner>,
     mut listener: Box<dyn Listener>,
     stop: CancellationToken,
     calls: TaskTracker,
 ) -> Box<dyn Listener> {
+    let call_server = CallServer { server, calls };
+    listener.deliver_to(call_server.clone());
     loop {
         let call = tokio::select! {
             _ = stop.cancelled() => return listener,
             call = listener.accept() => call,
         };
         match call {
-            Some(call) => {
-                calls.spawn(serve(server.clone(), call));
-            }
+            Some(call) => call_server.spawn(call),
             None => {
-                tracing::warn!(server = %server.options.name, "listener closed; no more calls are accepted");
+                tracing::warn!(server = %call_server.server.options.name, "listener closed; no more calls are accepted");
                 return listener;
             }
         }
@@ -42,8 +65,9 @@ pub(crate) async fn accept(
 }
 
 /// Serves one call. The handler runs until it returns, the caller goes away, the deadline
-/// passes or the server stops; whichever comes first decides the status the caller gets.
-async fn serve(server: Arc<Inner>, call: IncomingCall) {
+/// passes or the server stops; whichever comes first decides the status the caller gets. With
+/// `streams_apart`, a stream handler runs on a task of its own there.
+async fn serve(server: Arc<Inner>, call: IncomingCall, streams_apart: Option<TaskTracker>) {
     let IncomingCall { head, requests, reply, cancel } = call;
     if !server.accepting.load(Ordering::SeqCst) {
         return reply.finish(Err(server.stamp(Error::unavailable("server is shutting down")))).await;
@@ -72,16 +96,26 @@ async fn serve(server: Arc<Inner>, call: IncomingCall) {
         // Boxed: a stream's state would otherwise enlarge every unary call's task.
         Handler::Stream(handler) => {
             let call = IncomingCall { head, requests, reply, cancel };
-            Box::pin(serve_stream(&server, handler, call, ctx, deadline)).await
+            let stream = serve_stream(server, handler, call, ctx, deadline);
+            match streams_apart {
+                Some(tasks) => drop(tasks.spawn(stream)),
+                None => Box::pin(stream).await,
+            }
         }
     }
 }
 
 /// Runs a stream handler and finishes the reply with its status.
-async fn serve_stream(server: &Inner, handler: StreamFn, call: IncomingCall, ctx: Context, deadline: Option<Instant>) {
+async fn serve_stream(
+    server: Arc<Inner>,
+    handler: StreamFn,
+    call: IncomingCall,
+    ctx: Context,
+    deadline: Option<Instant>,
+) {
     let IncomingCall { head, requests, reply, cancel } = call;
     let reply = SentReply::shared(reply);
-    let work = stream(server, &head, handler, requests, reply.clone(), ctx);
+    let work = stream(&server, &head, handler, requests, reply.clone(), ctx);
     let status = UntilDone::new(&server.options.name, deadline, &cancel, &server.force_stop, work).await;
     let mut sent = reply.lock().await;
     if let Some(reply) = sent.reply.take() {

@@ -12,8 +12,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use crate::client::Call;
+use crate::codec::Json;
 use crate::error::{Code, Error, Result};
 use crate::metadata::Metadata;
+use crate::server::ServerStream;
+use crate::service::Service;
 use crate::transport::{CallHead, ClientCall, Connection, IncomingCall, Listener, Transport};
 
 const SETTLE: Duration = Duration::from_secs(10);
@@ -49,7 +53,8 @@ macro_rules! transport_conformance {
             call_to_closed_listener_is_unavailable,
             unknown_call_gets_an_answer,
             unary_calls_answer_in_one_exchange,
-            dropped_unary_call_cancels_handler
+            dropped_unary_call_cancels_handler,
+            a_server_serves_unary_calls_and_streams
         );
     };
 }
@@ -336,4 +341,37 @@ pub async fn dropped_unary_call_cancels_handler(t: TransportUnderTest) {
     assert!(seen.timeout.is_some_and(|t| t <= Duration::from_secs(5) && t > Duration::from_secs(4)), "{seen:?}");
     assert!(seen.cancelled, "dropping the call cancelled the handler");
     server.abort();
+}
+
+/// A [`Server`](crate::server::Server) on the transport, which its listener may hand calls to
+/// straight (`Listener::deliver_to`), serves many unary calls at once and a stream longer than
+/// any transport's flow-control window.
+pub async fn a_server_serves_unary_calls_and_streams(t: TransportUnderTest) {
+    let name = super::unique("suite");
+    let service = Service::builder(&name).transport(t.transport.clone()).address(t.listen_address.clone()).build();
+    service.server().handle("Echo.Next", |_ctx, n: Json<u64>| async move { Ok(Json(n.0 + 1)) });
+    service.server().handle_stream("Echo.Count", |_ctx, mut stream: ServerStream<Json<u64>, Json<u64>>| async move {
+        while let Some(n) = stream.recv().await? {
+            for i in 0..n.0 {
+                stream.send(&Json(i)).await?;
+            }
+        }
+        Ok(())
+    });
+    service.start().await.unwrap();
+    let client = service.client();
+    let call = || Call::new(&name, "Echo.Next").content_type("application/json");
+    let answers = futures::future::join_all((0..64u64).map(|n| client.call::<_, Json<u64>>(call(), &Json(n)))).await;
+    let answers: Vec<u64> = answers.into_iter().map(|a| a.unwrap().into_inner().0).collect();
+    assert_eq!(answers, (1..=64).collect::<Vec<_>>());
+    let count = Call::new(&name, "Echo.Count").content_type("application/json");
+    let mut stream = client.stream::<Json<u64>, Json<u64>>(count).await.unwrap();
+    stream.send(&Json(100)).await.unwrap();
+    stream.close_send().await.unwrap();
+    let mut got = Vec::new();
+    while let Some(n) = tokio::time::timeout(SETTLE, stream.recv()).await.unwrap().unwrap() {
+        got.push(n.0);
+    }
+    assert_eq!(got, (0..100).collect::<Vec<_>>());
+    service.stop().await.unwrap();
 }

@@ -1,12 +1,14 @@
 //! Point-to-point transfer of calls between client and server.
 //!
-//! A server [`listen`](Transport::listen)s and accepts [`IncomingCall`]s; a client
+//! A server [`listen`](Transport::listen)s and takes [`IncomingCall`]s, which the listener's
+//! tasks hand it straight ([`Arrivals`]) or queue for [`Listener::accept`]; a client
 //! [`dial`](Transport::dial)s an address once and opens many concurrent calls on the
 //! [`Connection`]. Every call is a stream: the client sends request messages and closes its side,
 //! the server sends an optional header, response messages and a final status. A unary call is a
 //! stream of one message each way. Dropping the client's side before the status arrives cancels
 //! the call on the server ([`IncomingCall::cancel`] fires).
 
+mod arrivals;
 mod memory;
 mod tls;
 
@@ -22,6 +24,7 @@ use crate::client::RawResponse;
 use crate::error::Result;
 use crate::metadata::Metadata;
 
+pub use arrivals::{Accepting, Arrival, Arrivals, arrivals};
 pub use memory::MemoryTransport;
 pub use tls::TlsConfig;
 
@@ -69,6 +72,9 @@ pub trait Listener: Send + Sync + fmt::Debug {
     fn address(&self) -> String;
     /// The next call; `None` once the listener can accept no more.
     async fn accept(&mut self) -> Option<IncomingCall>;
+    /// Hands calls to `server` from now on instead of queueing them for `accept` (see
+    /// [`Arrivals`]); a listener that only queues ignores it.
+    fn deliver_to(&mut self, _server: crate::server::CallServer) {}
     /// Stops listening and closes connections once what they carry has been delivered (the
     /// server calls it after its in-flight calls finished). Dropping the listener instead stops
     /// accepting only.

@@ -1,0 +1,89 @@
+//! How a listener's tasks hand over the calls they receive.
+//!
+//! A listener starts out queueing its calls for [`Listener::accept`](super::Listener::accept).
+//! Once a server hands it a [`CallServer`] ([`Listener::deliver_to`](super::Listener::deliver_to)),
+//! its tasks give each call to the server themselves: no queue, no task woken in between, as a
+//! generated tonic server runs its handler on the HTTP/2 stream's own task.
+
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::mpsc;
+
+use super::IncomingCall;
+use crate::server::CallServer;
+
+/// Where a listener's tasks put incoming calls. Cheap to clone: one per connection.
+#[derive(Clone, Debug)]
+pub struct Arrivals {
+    queue: mpsc::Sender<IncomingCall>,
+    server: Arc<OnceLock<CallServer>>,
+}
+
+/// The listener's end: the queued calls, and the switch to delivering them straight.
+#[derive(Debug)]
+pub struct Accepting {
+    queue: mpsc::Receiver<IncomingCall>,
+    server: Arc<OnceLock<CallServer>>,
+}
+
+/// A channel for incoming calls that queues up to `backlog` of them until a server takes them.
+pub fn arrivals(backlog: usize) -> (Arrivals, Accepting) {
+    let (tx, rx) = mpsc::channel(backlog);
+    let server = Arc::new(OnceLock::new());
+    (Arrivals { queue: tx, server: server.clone() }, Accepting { queue: rx, server })
+}
+
+/// Room for one call, taken before the call is built so that a listener that can take no more
+/// refuses it with nothing started.
+#[derive(Debug)]
+pub enum Arrival<'a> {
+    /// The server takes the call itself.
+    Served(&'a CallServer),
+    /// The call waits in the queue for `accept`.
+    Queued(mpsc::Permit<'a, IncomingCall>),
+}
+
+impl Arrivals {
+    /// Room for one call; `None` once the listener takes no more.
+    pub async fn reserve(&self) -> Option<Arrival<'_>> {
+        if self.queue.is_closed() {
+            return None;
+        }
+        if let Some(server) = self.server.get() {
+            return Some(Arrival::Served(server));
+        }
+        self.queue.reserve().await.ok().map(Arrival::Queued)
+    }
+}
+
+impl Arrival<'_> {
+    /// Hands the call over; the server serves it on a task of its own.
+    pub fn spawn(self, call: IncomingCall) {
+        match self {
+            Arrival::Served(server) => server.spawn(call),
+            Arrival::Queued(permit) => permit.send(call),
+        }
+    }
+
+    /// Hands the call over; the server serves it on the caller's task, which this awaits. Suits
+    /// a transport that has a task per call already.
+    pub async fn run(self, call: IncomingCall) {
+        match self {
+            Arrival::Served(server) => server.serve(call).await,
+            Arrival::Queued(permit) => permit.send(call),
+        }
+    }
+}
+
+impl Accepting {
+    /// The next queued call; `None` once every [`Arrivals`] is gone.
+    pub async fn accept(&mut self) -> Option<IncomingCall> {
+        self.queue.recv().await
+    }
+
+    /// From now on, calls go to `server` instead of the queue (calls queued already stay there
+    /// for `accept`). Only the first server counts.
+    pub fn deliver_to(&self, server: CallServer) {
+        let _ = self.server.set(server);
+    }
+}
