@@ -73,9 +73,11 @@ pub(crate) struct NatsConnection {
     node: String,
     /// Where calls are opened: `<node>.open`.
     open_subject: Subject,
-    inbox: String,
-    /// Names this connection's calls on the server: call ids are `<token>-<number>`.
-    token: String,
+    /// `<inbox>.<token>-`: a call's reply subject is this and the call's number; the part from
+    /// `<token>` on is the call's id on the server.
+    reply_prefix: String,
+    /// Where the call id starts in a reply subject.
+    call_id_start: usize,
     calls: Arc<Calls>,
     next: AtomicU64,
     router: JoinHandle<()>,
@@ -109,13 +111,13 @@ pub(crate) async fn dial(
     let calls = Arc::new(Calls::default());
     live.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(Arc::downgrade(&calls));
     let router = tokio::spawn(route(replies, calls.clone(), node.to_owned()));
-    let token = inbox.rsplit('.').next().unwrap_or_default().to_owned();
+    let token = inbox.rsplit('.').next().unwrap_or_default();
     Ok(NatsConnection {
         client,
         node: node.to_owned(),
         open_subject: Subject::from(format!("{node}.open")),
-        inbox,
-        token,
+        reply_prefix: format!("{inbox}.{token}-"),
+        call_id_start: inbox.len() + 1,
         calls,
         next: AtomicU64::new(0),
         router,
@@ -195,10 +197,21 @@ async fn route(mut replies: async_nats::Subscriber, calls: Arc<Calls>, node: Str
 }
 
 impl NatsConnection {
-    /// The number and the id of a new call.
+    /// A new call's number and the subject its replies come to; the subject's last segment is
+    /// the call's id (see [`NatsConnection::call_id`]).
     fn next_call(&self) -> (u64, String) {
         let number = self.next.fetch_add(1, Ordering::Relaxed);
-        (number, format!("{}-{number}", self.token))
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(number);
+        let mut reply = String::with_capacity(self.reply_prefix.len() + digits.len());
+        reply.push_str(&self.reply_prefix);
+        reply.push_str(digits);
+        (number, reply)
+    }
+
+    /// The id of the call whose replies come to `reply`.
+    fn call_id<'a>(&self, reply: &'a str) -> &'a str {
+        &reply[self.call_id_start..]
     }
 
     fn open_headers(&self, head: &CallHead, call_id: &str) -> HeaderMap {
@@ -221,15 +234,15 @@ impl NatsConnection {
 #[async_trait]
 impl Connection for NatsConnection {
     async fn open(&self, head: CallHead) -> Result<ClientCall> {
-        let (number, call_id) = self.next_call();
-        let reply = format!("{}.{call_id}", self.inbox);
+        let (number, reply) = self.next_call();
+        let call_id = self.call_id(&reply);
         let (tx, rx) = mpsc::unbounded_channel();
         let credit = Arc::new(Semaphore::new(WINDOW));
         self.calls.lock().insert(number, Route::Stream(tx, credit.clone()));
-        let open = self.open_headers(&head, &call_id);
+        let open = self.open_headers(&head, call_id);
         if head.stream {
             self.client
-                .publish_with_reply_and_headers(format!("{}.open", self.node), reply, open.clone(), Bytes::new())
+                .publish_with_reply_and_headers(self.open_subject.clone(), reply.clone(), open.clone(), Bytes::new())
                 .await
                 .map_err(|e| nats_error("opening a stream", e).unsent())?;
         }
@@ -237,9 +250,9 @@ impl Connection for NatsConnection {
         Ok(ClientCall {
             requests: Box::new(Sink {
                 client: self.client.clone(),
-                node: self.node.clone(),
+                open_subject: self.open_subject.clone(),
                 frames_subject: frames_subject.clone(),
-                reply: format!("{}.{call_id}", self.inbox),
+                reply,
                 open: (!head.stream).then_some(open),
                 pending: None,
                 credit,
@@ -262,15 +275,14 @@ impl Connection for NatsConnection {
 
     /// One message each way, without headers (see the `unary` module).
     async fn unary(&self, head: &CallHead, request: Bytes) -> Result<RawResponse> {
-        let (number, call_id) = self.next_call();
-        let payload = unary::encode_call(&call_id, head, &request)?;
+        let (number, reply) = self.next_call();
+        let payload = unary::encode_call(self.call_id(&reply), head, &request)?;
         if payload.len() > self.max {
             return Err(too_large(payload.len(), self.max));
         }
         let (answer_tx, answer) = oneshot::channel();
         self.calls.lock().insert(number, Route::Unary(answer_tx));
-        let mut awaiting = Awaiting { connection: self, number, call_id: &call_id, answered: false };
-        let reply = format!("{}.{call_id}", self.inbox);
+        let mut awaiting = Awaiting { connection: self, number, answered: false };
         self.client
             .publish_with_reply(self.open_subject.clone(), reply, payload)
             .await
@@ -290,7 +302,6 @@ impl Connection for NatsConnection {
 struct Awaiting<'a> {
     connection: &'a NatsConnection,
     number: u64,
-    call_id: &'a str,
     answered: bool,
 }
 
@@ -298,14 +309,16 @@ impl Drop for Awaiting<'_> {
     fn drop(&mut self) {
         if !self.answered {
             self.connection.calls.lock().remove(&self.number);
-            cancel(&self.connection.client, format!("{}.c.{}", self.connection.node, self.call_id));
+            let connection = self.connection;
+            let call_id_prefix = &connection.reply_prefix[connection.call_id_start..];
+            cancel(&connection.client, format!("{}.c.{call_id_prefix}{}", connection.node, self.number));
         }
     }
 }
 
 struct Sink {
     client: Client,
-    node: String,
+    open_subject: Subject,
     frames_subject: String,
     reply: String,
     /// For a unary call: the open frame, sent with the request when the call is closed.
@@ -347,7 +360,7 @@ impl MessageSink for Sink {
                 open.insert(LAST, "1");
                 let body = self.pending.take().unwrap_or_default();
                 self.client
-                    .publish_with_reply_and_headers(format!("{}.open", self.node), self.reply.clone(), open, body)
+                    .publish_with_reply_and_headers(self.open_subject.clone(), self.reply.clone(), open, body)
                     .await
                     .map_err(|e| nats_error("sending a call", e).unsent())
             }
