@@ -188,6 +188,7 @@ async fn after_etcd_restarts_empty_the_service_registers_again_and_watchers_repo
     assert_eq!(back.service.nodes[0].id, service.server().id());
     let found = watching.get_service("pinger").await.unwrap();
     assert_eq!(found[0].nodes[0].id, service.server().id(), "registered again with no manual step");
-    assert!(client.call::<_, Ping>(Call::new("pinger", "Pinger.Ping"), &Ping { n: 7 }).await.is_ok());
+    let reply = client.call::<_, Ping>(Call::new("pinger", "Pinger.Ping"), &Ping { n: 7 }).await;
+    assert_eq!(reply.expect("the re-registered node is called").get_ref().n, 8);
     service.stop().await.unwrap();
 }

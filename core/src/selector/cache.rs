@@ -157,7 +157,10 @@ impl Inner {
         }
     }
 
-    /// Applies a watch event to the cached services it concerns.
+    /// Applies a watch event to the cached services it concerns. A service left with no node is
+    /// dropped from the cache rather than cached empty: its next call reads the registry, which
+    /// may already hold the node again (etcd restarted empty and the server re-registered) while
+    /// this watch has yet to report it.
     fn apply(&self, event: Event) {
         let mut cache = self.cache();
         let Some(cached) = cache.get_mut(&event.service.name) else { return };
@@ -178,6 +181,10 @@ impl Inner {
             (EventKind::Delete, Some(i)) => {
                 services[i].nodes.retain(|n| !changed.nodes.iter().any(|gone| gone.id == n.id));
                 services.retain(|s| !s.nodes.is_empty());
+                if services.is_empty() {
+                    cache.remove(&changed.name);
+                    return;
+                }
             }
             (EventKind::Delete, None) => {}
         }
@@ -310,5 +317,26 @@ impl Selector for RegistrySelector {
     fn reset(&self, service: &str) {
         self.inner.cache().remove(service);
         self.inner.breakers.reset(service);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::MemoryRegistry;
+
+    #[tokio::test]
+    async fn a_service_whose_last_node_was_reported_gone_is_read_again_from_the_registry() {
+        let registry = Arc::new(MemoryRegistry::new());
+        let node = Node { id: "pinger-1".into(), address: "127.0.0.1:9".into(), ..Node::default() };
+        let service = Service { name: "pinger".into(), nodes: vec![node], ..Service::default() };
+        registry.register(&service, None).await.unwrap();
+        let selector = RegistrySelector::new(registry.clone());
+        selector.select("pinger", &SelectOptions::default()).await.unwrap();
+
+        selector.inner.apply(Event { kind: EventKind::Delete, service: service.clone() });
+
+        let picked = selector.select("pinger", &SelectOptions::default()).await;
+        assert_eq!(picked.expect("the registry still holds the node").id, "pinger-1");
     }
 }
