@@ -413,14 +413,28 @@ impl Reply for NatsReply {
     async fn finish(mut self: Box<Self>, status: Result<()>) {
         self.end(status).await;
     }
+
+    /// A unary call's metadata and response leave with its status, in one message.
+    async fn answer(mut self: Box<Self>, metadata: Metadata, response: Bytes) {
+        if self.form == Form::Stream {
+            let sent = async {
+                self.send_header(metadata).await?;
+                self.send(response).await
+            }
+            .await;
+            return self.end(sent).await;
+        }
+        self.pending = (metadata, Some(response));
+        self.end(Ok(())).await;
+    }
 }
 
 impl Drop for NatsReply {
     fn drop(&mut self) {
-        self.calls.lock().remove(&self.call_id);
         if self.finished {
             return;
         }
+        self.calls.lock().remove(&self.call_id);
         let error = Error::unavailable("the server stopped before answering");
         let (client, inbox, form) = (self.client.clone(), self.inbox.clone(), self.form);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
