@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -83,6 +84,39 @@ impl Circuit {
             None => CircuitState::Closed,
         }
     }
+
+    /// Open or half-open: the node gets no calls, or only a probe.
+    fn tripped(&self) -> bool {
+        self.open_until.is_some() || self.half_open
+    }
+
+    /// Counts a finished call and opens or closes the circuit accordingly.
+    fn record(&mut self, policy: &BreakerPolicy, failed: bool, service: &str, node: &str) {
+        if self.half_open {
+            self.probing = false;
+            if failed {
+                self.open_until = Some(Instant::now() + policy.cool_down);
+                tracing::warn!(service, node, "probe failed; circuit open again");
+            } else {
+                *self = Circuit::default();
+                tracing::info!(service, node, "probe succeeded; circuit closed");
+            }
+            return;
+        }
+        self.consecutive = if failed { self.consecutive + 1 } else { 0 };
+        self.recent.push_back(failed);
+        self.failures += usize::from(failed);
+        if self.recent.len() > policy.min_samples && self.recent.pop_front() == Some(true) {
+            self.failures -= 1;
+        }
+        let failures = self.failures;
+        let rate_tripped =
+            self.recent.len() >= policy.min_samples && failures as f64 >= policy.error_rate * self.recent.len() as f64;
+        if failed && (self.consecutive >= policy.consecutive_failures || rate_tripped) {
+            tracing::warn!(service, node, consecutive = self.consecutive, failures, "circuit opened");
+            *self = Circuit { open_until: Some(Instant::now() + policy.cool_down), ..Circuit::default() };
+        }
+    }
 }
 
 /// The circuits of every node by service, then node id (looked up by `&str`, allocating
@@ -93,6 +127,8 @@ type Circuits = HashMap<String, HashMap<String, Circuit>>;
 pub(crate) struct Breakers {
     policy: BreakerPolicy,
     circuits: Mutex<Circuits>,
+    /// How many circuits are tripped. While none is, as is usual, picking a node takes no lock.
+    tripped: AtomicUsize,
 }
 
 fn circuit<'a>(circuits: &'a Circuits, service: &str, node: &str) -> Option<&'a Circuit> {
@@ -105,15 +141,24 @@ fn circuit_mut<'a>(circuits: &'a mut Circuits, service: &str, node: &str) -> Opt
 
 impl Breakers {
     pub(crate) fn new(policy: BreakerPolicy) -> Breakers {
-        Breakers { policy, circuits: Mutex::default() }
+        Breakers { policy, circuits: Mutex::default(), tripped: AtomicUsize::new(0) }
     }
 
     fn circuits(&self) -> std::sync::MutexGuard<'_, Circuits> {
         self.circuits.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Whether any circuit is tripped. A stale answer is as good as reading just before the
+    /// change, so no ordering beyond the count's own is needed.
+    fn any_tripped(&self) -> bool {
+        self.tripped.load(Ordering::Relaxed) > 0
+    }
+
     /// Whether a call may be sent to the node now (does not change the circuit).
     pub(crate) fn admits(&self, service: &str, node: &str) -> bool {
+        if !self.any_tripped() {
+            return true;
+        }
         let circuits = self.circuits();
         match circuit(&circuits, service, node) {
             None => true,
@@ -127,6 +172,9 @@ impl Breakers {
 
     /// A call is being sent to the node: if its circuit is half-open, this call is the probe.
     pub(crate) fn on_pick(&self, service: &str, node: &str) {
+        if !self.any_tripped() {
+            return;
+        }
         let mut circuits = self.circuits();
         if let Some(c) = circuit_mut(&mut circuits, service, node) {
             if c.state() == CircuitState::HalfOpen {
@@ -155,31 +203,13 @@ impl Breakers {
             Some(c) => c,
             None => nodes.entry(node.to_owned()).or_default(),
         };
-        let policy = &self.policy;
-        if c.half_open {
-            c.probing = false;
-            if failed {
-                c.open_until = Some(Instant::now() + policy.cool_down);
-                tracing::warn!(service, node, "probe failed; circuit open again");
-            } else {
-                *c = Circuit::default();
-                tracing::info!(service, node, "probe succeeded; circuit closed");
-            }
-            return;
-        }
-        c.consecutive = if failed { c.consecutive + 1 } else { 0 };
-        c.recent.push_back(failed);
-        c.failures += usize::from(failed);
-        if c.recent.len() > policy.min_samples && c.recent.pop_front() == Some(true) {
-            c.failures -= 1;
-        }
-        let failures = c.failures;
-        let rate_tripped =
-            c.recent.len() >= policy.min_samples && failures as f64 >= policy.error_rate * c.recent.len() as f64;
-        if failed && (c.consecutive >= policy.consecutive_failures || rate_tripped) {
-            tracing::warn!(service, node, consecutive = c.consecutive, failures, "circuit opened");
-            *c = Circuit { open_until: Some(Instant::now() + policy.cool_down), ..Circuit::default() };
-        }
+        let was_tripped = c.tripped();
+        c.record(&self.policy, failed, service, node);
+        match (was_tripped, c.tripped()) {
+            (false, true) => self.tripped.fetch_add(1, Ordering::Relaxed),
+            (true, false) => self.tripped.fetch_sub(1, Ordering::Relaxed),
+            _ => 0,
+        };
     }
 
     pub(crate) fn state(&self, service: &str, node: &str) -> CircuitState {
@@ -187,7 +217,9 @@ impl Breakers {
     }
 
     pub(crate) fn reset(&self, service: &str) {
-        self.circuits().remove(service);
+        if let Some(nodes) = self.circuits().remove(service) {
+            self.tripped.fetch_sub(nodes.values().filter(|c| c.tripped()).count(), Ordering::Relaxed);
+        }
     }
 }
 
@@ -211,6 +243,7 @@ mod tests {
         assert!(!b.admits("s", "n"), "one probe at a time");
         b.record("s", "n", Some(false));
         assert_eq!(b.state("s", "n"), CircuitState::Closed);
+        assert!(!b.any_tripped(), "picks take no lock again");
     }
 
     #[tokio::test(start_paused = true)]
@@ -230,5 +263,9 @@ mod tests {
         b.on_pick("s", "n");
         b.record("s", "n", Some(true));
         assert_eq!(b.state("s", "n"), CircuitState::Open);
+        assert!(!b.admits("s", "n"));
+        b.reset("s");
+        assert!(!b.any_tripped());
+        assert!(b.admits("s", "n"));
     }
 }
