@@ -414,18 +414,19 @@ impl Reply for NatsReply {
         self.end(status).await;
     }
 
-    /// A unary call's metadata and response leave with its status, in one message.
+    /// A unary call's metadata and response leave with its status, in one message; only a
+    /// stream sends them as frames of their own.
     async fn answer(mut self: Box<Self>, metadata: Metadata, response: Bytes) {
-        if self.form == Form::Stream {
-            let sent = async {
-                self.send_header(metadata).await?;
-                self.send(response).await
+        let sent = if self.form == Form::Stream {
+            match self.send_header(metadata).await {
+                Ok(()) => self.send(response).await,
+                Err(e) => Err(e),
             }
-            .await;
-            return self.end(sent).await;
-        }
-        self.pending = (metadata, Some(response));
-        self.end(Ok(())).await;
+        } else {
+            self.pending = (metadata, Some(response));
+            Ok(())
+        };
+        self.end(sent).await;
     }
 }
 
