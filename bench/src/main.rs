@@ -3,14 +3,17 @@
 //! messages.
 //!
 //! ```text
-//! cargo run --release -p rmicro-bench -- [--quick] [--only SYSTEM/TRANSPORT]...
+//! cargo run --release -p rmicro-bench -- [--quick] [--rounds N] [--only SYSTEM/TRANSPORT]...
 //! ```
 //!
-//! For each system the orchestrator starts the server in its own process pinned to CPU 0, then
-//! for each payload and number of calls in flight a load process pinned to CPU 1 (when the
-//! machine has two), each on a one-threaded Tokio runtime. It reads the server's CPU time at
-//! the opening and closing of the measured window and its peak RSS over the scenario from
-//! `/proc`. NATS is the machine's nats-server (`MICRO_TEST_NATS_URL`, default
+//! The orchestrator starts every system's server in its own process pinned to CPU 0, then for
+//! each payload and number of calls in flight runs one load process per system, one after the
+//! other, pinned to CPU 1 (when the machine has two), each on a one-threaded Tokio runtime. It
+//! reads the server's CPU time at the opening and closing of the measured window and its peak
+//! RSS over the scenario from `/proc`. The whole pass repeats for several rounds (the systems in
+//! reverse order every other round) and each row reports the median of its rounds: on a shared
+//! VM whole minutes run faster or slower, and rows of the systems compared measured minutes
+//! apart would carry that drift into their ratio. NATS is the machine's nats-server (`MICRO_TEST_NATS_URL`, default
 //! `nats://127.0.0.1:4222`), not pinned. Results go to stdout as Markdown and to
 //! `bench/results/latest.json` and `latest.md`.
 
@@ -100,66 +103,106 @@ fn spawn_self(args: &[&str], core: Option<usize>) -> Child {
 
 struct Options {
     quick: bool,
+    rounds: Option<usize>,
     only: Vec<String>,
 }
 
 fn options(args: &[String]) -> Options {
-    let mut options = Options { quick: false, only: Vec::new() };
+    let usage = "usage: rmicro-bench [--quick] [--rounds N] [--only SYSTEM/TRANSPORT]";
+    let mut options = Options { quick: false, rounds: None, only: Vec::new() };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => options.quick = true,
+            "--rounds" => match args.next().and_then(|n| n.parse().ok()).filter(|&n| n > 0) {
+                Some(rounds) => options.rounds = Some(rounds),
+                None => fail(&format!("--rounds takes a number above zero; {usage}")),
+            },
             "--only" => options.only.extend(args.next().cloned()),
-            other => {
-                fail(&format!("unknown argument {other}; usage: rmicro-bench [--quick] [--only SYSTEM/TRANSPORT]"))
-            }
+            other => fail(&format!("unknown argument {other}; {usage}")),
         }
     }
     options
 }
 
-fn orchestrate(args: &[String]) {
-    let options = options(args);
-    let (warm_up, window) = if options.quick { (200, 1000) } else { (1000, 5000) };
-    let pinned = procfs::cores() >= 2;
-    let (server_core, client_core) = if pinned { (Some(0), Some(1)) } else { (None, None) };
-    let machine = machine(pinned, warm_up, window);
-    println!("{machine}\n\n{}", report::TABLE_HEAD);
-    let mut rows = Vec::new();
+/// A system's server process, started once for the whole run.
+struct Server {
+    system: &'static str,
+    transport: &'static str,
+    process: Child,
+    address: String,
+}
+
+fn start_servers(only: &[String], core: Option<usize>) -> Vec<Server> {
+    let mut servers = Vec::new();
     for &(system, transport) in peers::SYSTEMS {
         let name = format!("{system}/{transport}");
-        if !options.only.is_empty() && !options.only.contains(&name) {
+        if !only.is_empty() && !only.contains(&name) {
             continue;
         }
-        let mut server = spawn_self(&["serve", system, transport], server_core);
-        let Some(address) = read_line(&mut server).and_then(|l| l.strip_prefix("LISTENING ").map(str::to_owned)) else {
-            eprintln!("rmicro-bench: {name}: the server did not start; not measured");
-            let _ = server.kill();
-            continue;
-        };
+        let mut process = spawn_self(&["serve", system, transport], core);
+        match read_line(&mut process).and_then(|l| l.strip_prefix("LISTENING ").map(str::to_owned)) {
+            Some(address) => servers.push(Server { system, transport, process, address }),
+            None => {
+                eprintln!("rmicro-bench: {name}: the server did not start; not measured");
+                let _ = process.kill();
+                let _ = process.wait();
+            }
+        }
+    }
+    servers
+}
+
+fn orchestrate(args: &[String]) {
+    let options = options(args);
+    let (warm_up, window, rounds) = if options.quick { (200, 1000, 1) } else { (500, 2000, 3) };
+    let rounds = options.rounds.unwrap_or(rounds);
+    let pinned = procfs::cores() >= 2;
+    let (server_core, client_core) = if pinned { (Some(0), Some(1)) } else { (None, None) };
+    let machine = machine(pinned, warm_up, window, rounds);
+    println!("{machine}\n\nEach row as measured, after its round:\n");
+    let mut servers = start_servers(&options.only, server_core);
+    let mut samples = Vec::new();
+    for round in 1..=rounds {
         for payload in Payload::ALL {
             for concurrency in CONCURRENCIES {
-                let scenario = [
-                    system,
-                    transport,
-                    &address,
-                    payload.name(),
-                    &concurrency.to_string(),
-                    &warm_up.to_string(),
-                    &window.to_string(),
-                ];
-                match measure(&scenario, server.id(), client_core) {
-                    Ok(row) => {
-                        println!("{}", row.markdown());
-                        rows.push(row);
+                let mut order: Vec<&Server> = servers.iter().collect();
+                if round % 2 == 0 {
+                    order.reverse();
+                }
+                for server in order {
+                    let scenario = [
+                        server.system,
+                        server.transport,
+                        &server.address,
+                        payload.name(),
+                        &concurrency.to_string(),
+                        &warm_up.to_string(),
+                        &window.to_string(),
+                    ];
+                    match measure(&scenario, server.process.id(), client_core) {
+                        Ok(row) => {
+                            println!("round {round}: {}", row.markdown());
+                            samples.push(row);
+                        }
+                        Err(e) => eprintln!(
+                            "rmicro-bench: {}/{} {} x{concurrency}: {e}",
+                            server.system,
+                            server.transport,
+                            payload.name()
+                        ),
                     }
-                    Err(e) => eprintln!("rmicro-bench: {name} {} x{concurrency}: {e}", payload.name()),
                 }
             }
         }
-        drop(server.stdin.take());
-        let _ = server.wait();
     }
+    for server in &mut servers {
+        drop(server.process.stdin.take());
+        let _ = server.process.wait();
+    }
+    let rows = report::medians(&samples);
+    let table: Vec<String> = rows.iter().map(Row::markdown).collect();
+    println!("\nMedians of {rounds} round(s):\n\n{}\n{}", report::TABLE_HEAD, table.join("\n"));
     let targets = report::targets(&rows, Payload::Message.name());
     println!("\nTargets ({}):\n{}", Payload::Message.name(), targets.join("\n"));
     write_results(&machine, &rows, &targets);
@@ -223,7 +266,7 @@ fn measure(scenario: &[&str; 7], server: u32, core: Option<usize>) -> Result<Row
 }
 
 /// What the numbers were measured on.
-fn machine(pinned: bool, warm_up: u64, window: u64) -> String {
+fn machine(pinned: bool, warm_up: u64, window: u64, rounds: usize) -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
@@ -241,7 +284,7 @@ fn machine(pinned: bool, warm_up: u64, window: u64) -> String {
         "one CPU: server and load generator share it (not pinned)"
     };
     format!(
-        "Machine: {model}, {} CPUs, Linux {}, {rustc}.\n{pinning}; each process one Tokio thread (current_thread runtime); one client connection.\nClosed loop, {warm_up} ms warm-up then {window} ms measured per row; latency by HdrHistogram; CPU from /proc/<pid>/stat; RSS = peak (VmHWM) during the row.",
+        "Machine: {model}, {} CPUs, Linux {}, {rustc}.\n{pinning}; each process one Tokio thread (current_thread runtime); one client connection.\nClosed loop, {warm_up} ms warm-up then {window} ms measured per row; {rounds} round(s), the systems of a row measured one after the other (in reverse order every other round); each figure is the median of the rounds, RSS the highest, errors the sum; latency by HdrHistogram; CPU from /proc/<pid>/stat; RSS = peak (VmHWM) during the row.",
         procfs::cores(),
         kernel.trim()
     )

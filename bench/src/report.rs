@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use crate::messages::Payload;
+
 /// One measured scenario, as written to `results/latest.json`.
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct Row {
@@ -22,6 +24,11 @@ pub(crate) struct Row {
 pub(crate) const TABLE_HEAD: &str = "| system | transport | payload | in flight | calls/s | p50 µs | p99 µs | p99.9 µs | server CPU µs/call | client CPU µs/call | server RSS KiB | errors |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
 
 impl Row {
+    /// What was measured: system, transport, payload and calls in flight.
+    fn scenario(&self) -> (&str, &str, &str, usize) {
+        (&self.system, &self.transport, &self.payload, self.concurrency)
+    }
+
     pub(crate) fn markdown(&self) -> String {
         format!(
             "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {} | {} |",
@@ -42,9 +49,7 @@ impl Row {
 }
 
 fn find<'a>(rows: &'a [Row], system: &str, transport: &str, payload: &str, concurrency: usize) -> Option<&'a Row> {
-    rows.iter().find(|r| {
-        r.system == system && r.transport == transport && r.payload == payload && r.concurrency == concurrency
-    })
+    rows.iter().find(|r| r.scenario() == (system, transport, payload, concurrency))
 }
 
 /// The targets, each as the ratio measured in this run and whether it holds.
@@ -85,4 +90,81 @@ pub(crate) fn targets(rows: &[Row], payload: &str) -> Vec<String> {
         check("rmicro/tcp ÷ raw TCP p50 at 1 in flight".to_owned(), ratio, ratio <= 1.1);
     }
     lines
+}
+
+/// One row per system, payload and number in flight, in table order: each figure the median of
+/// that row's rounds, RSS the highest and errors the sum.
+pub(crate) fn medians(samples: &[Row]) -> Vec<Row> {
+    let mut rows: Vec<Row> = Vec::new();
+    for sample in samples {
+        if find(&rows, &sample.system, &sample.transport, &sample.payload, sample.concurrency).is_some() {
+            continue;
+        }
+        let rounds: Vec<&Row> = samples.iter().filter(|r| r.scenario() == sample.scenario()).collect();
+        let median = |figure: fn(&Row) -> f64| median(rounds.iter().map(|r| figure(r)).collect());
+        rows.push(Row {
+            calls_per_sec: median(|r| r.calls_per_sec),
+            p50_us: median(|r| r.p50_us),
+            p99_us: median(|r| r.p99_us),
+            p999_us: median(|r| r.p999_us),
+            server_cpu_us_per_call: median(|r| r.server_cpu_us_per_call),
+            client_cpu_us_per_call: median(|r| r.client_cpu_us_per_call),
+            server_rss_kib: rounds.iter().map(|r| r.server_rss_kib).max().unwrap_or(0),
+            errors: rounds.iter().map(|r| r.errors).sum(),
+            ..sample.clone()
+        });
+    }
+    rows.sort_by_key(|r| {
+        let system = crate::peers::SYSTEMS.iter().position(|&(s, t)| s == r.system && t == r.transport);
+        let payload = Payload::ALL.iter().position(|p| p.name() == r.payload);
+        (system, payload, r.concurrency)
+    });
+    rows
+}
+
+/// The middle value; the mean of the two middle ones for an even count.
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(system: &str, concurrency: usize, calls_per_sec: f64, rss: u64) -> Row {
+        Row {
+            system: system.to_owned(),
+            transport: "tcp".to_owned(),
+            payload: "empty".to_owned(),
+            concurrency,
+            calls_per_sec,
+            p50_us: calls_per_sec / 10.0,
+            p99_us: 0.0,
+            p999_us: 0.0,
+            server_cpu_us_per_call: 0.0,
+            client_cpu_us_per_call: 0.0,
+            server_rss_kib: rss,
+            errors: 1,
+        }
+    }
+
+    #[test]
+    fn rounds_combine_into_medians_in_table_order() {
+        let samples = [
+            row("rmicro", 1, 30.0, 7),
+            row("raw-tcp", 1, 5.0, 1),
+            row("rmicro", 1, 10.0, 9),
+            row("raw-tcp", 1, 7.0, 1),
+            row("rmicro", 1, 20.0, 8),
+        ];
+        let rows = medians(&samples);
+        let figures: Vec<_> =
+            rows.iter().map(|r| (r.system.as_str(), r.calls_per_sec, r.p50_us, r.server_rss_kib, r.errors)).collect();
+        assert_eq!(figures, [("raw-tcp", 6.0, 0.6, 1, 2), ("rmicro", 20.0, 2.0, 9, 3)]);
+    }
 }
