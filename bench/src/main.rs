@@ -6,15 +6,17 @@
 //! cargo run --release -p rmicro-bench -- [--quick] [--rounds N] [--only SYSTEM/TRANSPORT]...
 //! ```
 //!
-//! The orchestrator starts every system's server in its own process pinned to CPU 0, then for
-//! each payload and number of calls in flight runs one load process per system, one after the
-//! other, pinned to CPU 1 (when the machine has two), each on a one-threaded Tokio runtime. It
-//! reads the server's CPU time at the opening and closing of the measured window and its peak
-//! RSS over the scenario from `/proc`. The whole pass repeats for several rounds (the systems in
-//! reverse order every other round) and each row reports the median of its rounds: on a shared
-//! VM whole minutes run faster or slower, and rows of the systems compared measured minutes
-//! apart would carry that drift into their ratio. NATS is the machine's nats-server (`MICRO_TEST_NATS_URL`, default
-//! `nats://127.0.0.1:4222`), not pinned. Results go to stdout as Markdown and to
+//! Each round, the orchestrator starts every system's server in its own process pinned to CPU 0,
+//! then for each payload and number of calls in flight runs one load process per system, one
+//! after the other, pinned to CPU 1 (when the machine has two), each on a one-threaded Tokio
+//! runtime. It reads the server's CPU time at the opening and closing of the measured window and
+//! its peak RSS over the scenario from `/proc`. Rows report the median of their rounds (the
+//! systems go in reverse order every other round): on a shared VM whole minutes run faster or
+//! slower, and rows measured minutes apart would carry that drift into their ratio. Each
+//! scenario first runs its first system once unmeasured, so that no measured row directly
+//! follows a heavier scenario, which this VM was seen to run the next one faster after. NATS is
+//! the machine's nats-server (`MICRO_TEST_NATS_URL`, default `nats://127.0.0.1:4222`), not
+//! pinned. Results go to stdout as Markdown and to
 //! `bench/results/latest.json` and `latest.md`.
 
 mod load;
@@ -153,6 +155,13 @@ fn start_servers(only: &[String], core: Option<usize>) -> Vec<Server> {
     servers
 }
 
+fn stop_servers(servers: Vec<Server>) {
+    for mut server in servers {
+        drop(server.process.stdin.take());
+        let _ = server.process.wait();
+    }
+}
+
 fn orchestrate(args: &[String]) {
     let options = options(args);
     let (warm_up, window, rounds) = if options.quick { (200, 1000, 1) } else { (500, 2000, 3) };
@@ -161,16 +170,16 @@ fn orchestrate(args: &[String]) {
     let (server_core, client_core) = if pinned { (Some(0), Some(1)) } else { (None, None) };
     let machine = machine(pinned, warm_up, window, rounds);
     println!("{machine}\n\nEach row as measured, after its round:\n");
-    let mut servers = start_servers(&options.only, server_core);
     let mut samples = Vec::new();
     for round in 1..=rounds {
+        let mut servers = start_servers(&options.only, server_core);
+        if round % 2 == 0 {
+            servers.reverse();
+        }
         for payload in Payload::ALL {
             for concurrency in CONCURRENCIES {
-                let mut order: Vec<&Server> = servers.iter().collect();
-                if round % 2 == 0 {
-                    order.reverse();
-                }
-                for server in order {
+                let settle = servers.first().map(|first| (first, false));
+                for (server, measured) in settle.into_iter().chain(servers.iter().map(|s| (s, true))) {
                     let scenario = [
                         server.system,
                         server.transport,
@@ -181,10 +190,11 @@ fn orchestrate(args: &[String]) {
                         &window.to_string(),
                     ];
                     match measure(&scenario, server.process.id(), client_core) {
-                        Ok(row) => {
+                        Ok(row) if measured => {
                             println!("round {round}: {}", row.markdown());
                             samples.push(row);
                         }
+                        Ok(_) => {}
                         Err(e) => eprintln!(
                             "rmicro-bench: {}/{} {} x{concurrency}: {e}",
                             server.system,
@@ -195,10 +205,7 @@ fn orchestrate(args: &[String]) {
                 }
             }
         }
-    }
-    for server in &mut servers {
-        drop(server.process.stdin.take());
-        let _ = server.process.wait();
+        stop_servers(servers);
     }
     let rows = report::medians(&samples);
     let table: Vec<String> = rows.iter().map(Row::markdown).collect();
@@ -284,7 +291,7 @@ fn machine(pinned: bool, warm_up: u64, window: u64, rounds: usize) -> String {
         "one CPU: server and load generator share it (not pinned)"
     };
     format!(
-        "Machine: {model}, {} CPUs, Linux {}, {rustc}.\n{pinning}; each process one Tokio thread (current_thread runtime); one client connection.\nClosed loop, {warm_up} ms warm-up then {window} ms measured per row; {rounds} round(s), the systems of a row measured one after the other (in reverse order every other round); each figure is the median of the rounds, RSS the highest, errors the sum; latency by HdrHistogram; CPU from /proc/<pid>/stat; RSS = peak (VmHWM) during the row.",
+        "Machine: {model}, {} CPUs, Linux {}, {rustc}.\n{pinning}; each process one Tokio thread (current_thread runtime); one client connection.\nClosed loop, {warm_up} ms warm-up then {window} ms measured per row; {rounds} round(s), each with freshly started servers, the systems of a row measured one after the other (in reverse order every other round) after one unmeasured pass of the first; each figure is the median of the rounds, RSS the highest, errors the sum; latency by HdrHistogram; CPU from /proc/<pid>/stat; RSS = peak (VmHWM) during the row.",
         procfs::cores(),
         kernel.trim()
     )
