@@ -127,7 +127,7 @@ fn options(args: &[String]) -> Options {
     options
 }
 
-/// A system's server process, started once for the whole run.
+/// A system's server process, started afresh for each round.
 struct Server {
     system: &'static str,
     transport: &'static str,
