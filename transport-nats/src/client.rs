@@ -214,6 +214,11 @@ impl NatsConnection {
         &reply[self.call_id_start..]
     }
 
+    /// Where the server takes the frames of call `number`: `<node>.c.<call id>`.
+    fn frames_subject(&self, number: u64) -> String {
+        format!("{}.c.{}{number}", self.node, &self.reply_prefix[self.call_id_start..])
+    }
+
     fn open_headers(&self, head: &CallHead, call_id: &str) -> HeaderMap {
         let mut headers = frame::kind("open");
         headers.insert(CALL, call_id);
@@ -246,7 +251,7 @@ impl Connection for NatsConnection {
                 .await
                 .map_err(|e| nats_error("opening a stream", e).unsent())?;
         }
-        let frames_subject = format!("{}.c.{call_id}", self.node);
+        let frames_subject = self.frames_subject(number);
         Ok(ClientCall {
             requests: Box::new(Sink {
                 client: self.client.clone(),
@@ -309,9 +314,7 @@ impl Drop for Awaiting<'_> {
     fn drop(&mut self) {
         if !self.answered {
             self.connection.calls.lock().remove(&self.number);
-            let connection = self.connection;
-            let call_id_prefix = &connection.reply_prefix[connection.call_id_start..];
-            cancel(&connection.client, format!("{}.c.{call_id_prefix}{}", connection.node, self.number));
+            cancel(&self.connection.client, self.connection.frames_subject(self.number));
         }
     }
 }
