@@ -178,31 +178,8 @@ fn orchestrate(args: &[String]) {
         }
         for payload in Payload::ALL {
             for concurrency in CONCURRENCIES {
-                let settle = servers.first().map(|first| (first, false));
-                for (server, measured) in settle.into_iter().chain(servers.iter().map(|s| (s, true))) {
-                    let scenario = [
-                        server.system,
-                        server.transport,
-                        &server.address,
-                        payload.name(),
-                        &concurrency.to_string(),
-                        &warm_up.to_string(),
-                        &window.to_string(),
-                    ];
-                    match measure(&scenario, server.process.id(), client_core) {
-                        Ok(row) if measured => {
-                            println!("round {round}: {}", row.markdown());
-                            samples.push(row);
-                        }
-                        Ok(_) => {}
-                        Err(e) => eprintln!(
-                            "rmicro-bench: {}/{} {} x{concurrency}: {e}",
-                            server.system,
-                            server.transport,
-                            payload.name()
-                        ),
-                    }
-                }
+                let scenario = (payload.name(), concurrency, warm_up, window);
+                samples.extend(measure_row(round, &servers, scenario, client_core));
             }
         }
         stop_servers(servers);
@@ -213,6 +190,34 @@ fn orchestrate(args: &[String]) {
     let targets = report::targets(&rows, Payload::Message.name());
     println!("\nTargets ({}):\n{}", Payload::Message.name(), targets.join("\n"));
     write_results(&machine, &rows, &targets);
+}
+
+/// One scenario (payload, calls in flight, warm-up and window in ms) on every server in turn,
+/// after an unmeasured pass of the first.
+fn measure_row(round: usize, servers: &[Server], scenario: (&str, usize, u64, u64), core: Option<usize>) -> Vec<Row> {
+    let (payload, concurrency, warm_up, window) = scenario;
+    let settle = servers.first().map(|first| (first, false));
+    let mut rows = Vec::new();
+    for (server, measured) in settle.into_iter().chain(servers.iter().map(|s| (s, true))) {
+        let args = [
+            server.system,
+            server.transport,
+            &server.address,
+            payload,
+            &concurrency.to_string(),
+            &warm_up.to_string(),
+            &window.to_string(),
+        ];
+        match measure(&args, server.process.id(), core) {
+            Ok(row) if measured => {
+                println!("round {round}: {}", row.markdown());
+                rows.push(row);
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("rmicro-bench: {}/{} {payload} x{concurrency}: {e}", server.system, server.transport),
+        }
+    }
+    rows
 }
 
 fn read_line(child: &mut Child) -> Option<String> {
