@@ -2,7 +2,7 @@
 //! frames of calls in progress (`<node>.c.<call>`) in the order the caller sent them, whatever
 //! the number of calls.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

@@ -31,7 +31,7 @@ mod fanout;
 mod pool;
 mod stream;
 
-use std::collections::HashSet;
+use foldhash::HashSet;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! Connections per address: up to `size` multiplexed connections, used in turn, dialled on
 //! demand, dropped once closed or idle for longer than the idle TTL.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

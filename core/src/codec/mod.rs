@@ -9,7 +9,7 @@ mod json;
 mod protobuf;
 mod raw;
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::fmt;
 use std::sync::Arc;
 

@@ -6,7 +6,9 @@
 //! `cool_down`; then it is half-open and lets one probe call through: success closes it,
 //! failure opens it again.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! The registry-backed selector: a cache of services kept current by the registry's watch.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 

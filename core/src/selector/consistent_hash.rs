@@ -1,7 +1,7 @@
 //! Consistent hashing on a ring with virtual nodes: the same key reaches the same node, and a
 //! node joining or leaving moves only the keys it takes or gives up.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::{Arc, Mutex};
 
 use rand::Rng;

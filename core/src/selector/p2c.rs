@@ -1,6 +1,6 @@
 //! Power of two choices: of two random nodes, the one with less expected wait.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Mutex;
 
 use super::{SelectOptions, Strategy};

@@ -1,6 +1,6 @@
 //! Smooth weighted round robin (nginx's algorithm, as in rpcx), with slow start for new nodes.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
