@@ -71,6 +71,8 @@ pub struct {client} {{
     client: {k}::client::Client,
 }}
 
+// Every RPC has its methods here, whether or not the including crate calls them all.
+#[allow(dead_code)]
 impl {client} {{
     /// A client of the service registered as `service` (e.g. `"greeter"`).
     pub fn new(service: impl ::std::convert::Into<::std::string::String>, client: {k}::client::Client) -> Self {{
@@ -104,7 +106,7 @@ fn write_client_method(k: &str, proto: &str, m: &Method, out: &mut String) {
         (false, false) => format!(
             r#"
 {docs}    pub fn {name}(&self, request: &{input}) -> impl ::std::future::Future<Output = ::std::result::Result<{k}::client::Response<{output}>, {k}::Error>> + ::std::marker::Send + use<'_> {{
-        self.{name}_with(self.endpoint("{method}"), request)
+        self.{name}_with({k}::client::Call::new(self.service.clone(), "{proto}.{method}"), request)
     }}
 
     /// Calls `{proto}.{method}` with the options set on `call`.
@@ -117,7 +119,7 @@ fn write_client_method(k: &str, proto: &str, m: &Method, out: &mut String) {
             r#"
 {docs}    /// Sends `request`; receive the replies from the returned stream.
     pub async fn {name}(&self, request: &{input}) -> ::std::result::Result<{k}::client::Streaming<{input}, {output}>, {k}::Error> {{
-        self.{name}_with(self.endpoint("{method}"), request).await
+        self.{name}_with({k}::client::Call::new(self.service.clone(), "{proto}.{method}"), request).await
     }}
 
     /// Opens `{proto}.{method}` with the options set on `call` and sends `request`.
@@ -133,7 +135,7 @@ fn write_client_method(k: &str, proto: &str, m: &Method, out: &mut String) {
             r#"
 {docs}    /// Send requests on the returned stream, then `close_send` and receive.
     pub async fn {name}(&self) -> ::std::result::Result<{k}::client::Streaming<{input}, {output}>, {k}::Error> {{
-        self.{name}_with(self.endpoint("{method}")).await
+        self.{name}_with({k}::client::Call::new(self.service.clone(), "{proto}.{method}")).await
     }}
 
     /// Opens `{proto}.{method}` with the options set on `call`.
