@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::client::Grpc;
+use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::Channel;
 use tonic::{Status, Streaming};
 
@@ -63,7 +64,9 @@ fn request<T>(head: &CallHead, body: T) -> tonic::Request<T> {
     }
     wire::insert_metadata(request.metadata_mut(), &metadata);
     if let Some(timeout) = head.timeout {
-        request.set_timeout(timeout);
+        if let Ok(value) = AsciiMetadataValue::try_from(wire::format_timeout(timeout)) {
+            request.metadata_mut().insert("grpc-timeout", value);
+        }
     }
     request
 }
@@ -106,7 +109,9 @@ impl Connection for GrpcConnection {
             return Err(too_large(request.len(), self.max));
         }
         match send_unary(self.grpc(), path(head)?, self::request(head, request)).await {
-            Ok(response) => Ok(RawResponse::new(wire::metadata_from(response.metadata()), response.into_inner())),
+            Ok(response) => {
+                Ok(RawResponse::new(wire::metadata_from(response.metadata().as_ref()), response.into_inner()))
+            }
             Err(status) => Err(from_status(&status)),
         }
     }
@@ -231,11 +236,11 @@ impl MessageSource for Responses {
                     self.state = State::Done;
                     match answer? {
                         Ok(response) => {
-                            self.header = Some(wire::metadata_from(response.metadata()));
+                            self.header = Some(wire::metadata_from(response.metadata().as_ref()));
                             self.state = State::Answered(response.into_inner());
                         }
                         Err(status) => {
-                            self.header.get_or_insert_with(|| wire::metadata_from(status.metadata()));
+                            self.header.get_or_insert_with(|| wire::metadata_from(status.metadata().as_ref()));
                             return Err(from_status(&status));
                         }
                     }
@@ -249,11 +254,11 @@ impl MessageSource for Responses {
                         (&mut task.0).await.map_err(|e| Error::internal(format!("the call's task failed: {e}")));
                     match answer? {
                         Ok(response) => {
-                            self.header = Some(wire::metadata_from(response.metadata()));
+                            self.header = Some(wire::metadata_from(response.metadata().as_ref()));
                             self.state = State::Streaming(Box::new(response.into_inner()));
                         }
                         Err(status) => {
-                            self.header.get_or_insert_with(|| wire::metadata_from(status.metadata()));
+                            self.header.get_or_insert_with(|| wire::metadata_from(status.metadata().as_ref()));
                             self.state = State::Done;
                             return Err(from_status(&status));
                         }

@@ -25,7 +25,6 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 use tonic::body::Body;
-use tonic::metadata::MetadataMap;
 use tonic::server::{Grpc, StreamingService};
 use tonic::{Status, Streaming};
 
@@ -151,7 +150,7 @@ fn head_of(req: &Request<Incoming>) -> std::result::Result<CallHead, Status> {
         service,
         endpoint,
         content_type,
-        metadata: wire::metadata_from(&MetadataMap::from_headers(headers.clone())),
+        metadata: wire::metadata_from(headers),
         timeout: header("grpc-timeout").and_then(wire::parse_timeout),
         stream: true,
     })
