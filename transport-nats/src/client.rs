@@ -1,13 +1,13 @@
 //! The calling side: per dialled node, one inbox subscription (`<inbox>.>`) receives the frames
 //! of every call, routed by call id; nothing is subscribed per call.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use async_nats::{Client, HeaderMap, Subject};
 use async_trait::async_trait;
 use bytes::Bytes;
+use foldhash::HashMap;
 use futures::StreamExt;
 use rmicro_core::client::RawResponse;
 use rmicro_core::metadata::Metadata;

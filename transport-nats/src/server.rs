@@ -2,13 +2,13 @@
 //! frames of calls in progress (`<node>.c.<call>`) in the order the caller sent them, whatever
 //! the number of calls.
 
-use foldhash::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::{Client, HeaderMap, Subject};
 use async_trait::async_trait;
 use bytes::Bytes;
+use foldhash::HashMap;
 use futures::StreamExt;
 use rmicro_core::metadata::Metadata;
 use rmicro_core::server::CallServer;

@@ -24,9 +24,8 @@
 //! it sends [`STRING_REF`] and the two-byte index. A unary call to a known endpoint thus costs
 //! 10 bytes of frame head and about 8 bytes of call head besides its body.
 
-use foldhash::HashMap;
-
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use foldhash::HashMap;
 use rmicro_core::metadata::Metadata;
 use rmicro_core::{Error, Result};
 

@@ -31,13 +31,13 @@ mod fanout;
 mod pool;
 mod stream;
 
-use foldhash::HashSet;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use foldhash::HashSet;
 use futures::FutureExt;
 use futures::future::Either;
 use tokio::time::Instant;

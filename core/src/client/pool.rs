@@ -1,10 +1,10 @@
 //! Connections per address: up to `size` multiplexed connections, used in turn, dialled on
 //! demand, dropped once closed or idle for longer than the idle TTL.
 
-use foldhash::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use foldhash::HashMap;
 use tokio::time::Instant;
 
 use crate::error::Result;

@@ -9,11 +9,11 @@ mod json;
 mod protobuf;
 mod raw;
 
-use foldhash::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use foldhash::HashMap;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 

@@ -7,12 +7,11 @@
 //! failure opens it again.
 
 use std::collections::VecDeque;
-
-use foldhash::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use foldhash::HashMap;
 use tokio::time::Instant;
 
 use crate::error::{Code, Error};

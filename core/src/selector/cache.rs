@@ -1,10 +1,10 @@
 //! The registry-backed selector: a cache of services kept current by the registry's watch.
 
-use foldhash::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use foldhash::HashMap;
 use futures::StreamExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;

@@ -1,9 +1,9 @@
 //! Consistent hashing on a ring with virtual nodes: the same key reaches the same node, and a
 //! node joining or leaving moves only the keys it takes or gives up.
 
-use foldhash::HashMap;
 use std::sync::{Arc, Mutex};
 
+use foldhash::HashMap;
 use rand::Rng;
 
 use super::{SelectOptions, Strategy};

@@ -1,9 +1,9 @@
 //! Power of two choices: of two random nodes, the one with less expected wait.
 
-use foldhash::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use foldhash::HashMap;
 use rand::seq::index::sample;
 
 use super::{Outcome, SelectOptions, Strategy};

@@ -1,5 +1,6 @@
-use foldhash::HashMap;
 use std::sync::Mutex;
+
+use foldhash::HashMap;
 
 use super::{SelectOptions, Strategy};
 use crate::registry::Node;

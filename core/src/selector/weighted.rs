@@ -1,9 +1,9 @@
 //! Smooth weighted round robin (nginx's algorithm, as in rpcx), with slow start for new nodes.
 
-use foldhash::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use foldhash::HashMap;
 use tokio::time::Instant;
 
 use super::{SelectOptions, Strategy};
