@@ -12,7 +12,8 @@
 //! runtime. It reads the server's CPU time at the opening and closing of the measured window and
 //! its peak RSS over the scenario from `/proc`. Rows report the median of their rounds (the
 //! systems go in reverse order every other round): on a shared VM whole minutes run faster or
-//! slower, and rows measured minutes apart would carry that drift into their ratio. Each
+//! slower, and rows measured minutes apart would carry that drift into their ratio. For the same
+//! reason each target's ratio is the median of the ratios measured within each round. Each
 //! scenario first runs its first system once unmeasured, so that no measured row directly
 //! follows a heavier scenario, which this VM was seen to run the next one faster after. NATS is
 //! the machine's nats-server (`MICRO_TEST_NATS_URL`, default `nats://127.0.0.1:4222`), not
@@ -187,7 +188,7 @@ fn orchestrate(args: &[String]) {
     let rows = report::medians(&samples);
     let table: Vec<String> = rows.iter().map(Row::markdown).collect();
     println!("\nMedians of {rounds} round(s):\n\n{}\n{}", report::TABLE_HEAD, table.join("\n"));
-    let targets = report::targets(&rows, Payload::Message.name());
+    let targets = report::targets(&samples, Payload::Message.name());
     println!("\nTargets ({}):\n{}", Payload::Message.name(), targets.join("\n"));
     write_results(&machine, &rows, &targets);
 }
@@ -210,6 +211,7 @@ fn measure_row(round: usize, servers: &[Server], scenario: (&str, usize, u64, u6
         ];
         match measure(&args, server.process.id(), core) {
             Ok(row) if measured => {
+                let row = Row { round, ..row };
                 println!("round {round}: {}", row.markdown());
                 rows.push(row);
             }
@@ -274,6 +276,7 @@ fn measure(scenario: &[&str; 7], server: u32, core: Option<usize>) -> Result<Row
         client_cpu_us_per_call: per_call(m.client_cpu_us),
         server_rss_kib: procfs::peak_rss_kib(server),
         errors: m.errors,
+        round: 0,
     })
 }
 
@@ -296,7 +299,7 @@ fn machine(pinned: bool, warm_up: u64, window: u64, rounds: usize) -> String {
         "one CPU: server and load generator share it (not pinned)"
     };
     format!(
-        "Machine: {model}, {} CPUs, Linux {}, {rustc}.\n{pinning}; each process one Tokio thread (current_thread runtime); one client connection.\nClosed loop, {warm_up} ms warm-up then {window} ms measured per row; {rounds} round(s), each with freshly started servers, the systems of a row measured one after the other (in reverse order every other round) after one unmeasured pass of the first; each figure is the median of the rounds, RSS the highest, errors the sum; latency by HdrHistogram; CPU from /proc/<pid>/stat; RSS = peak (VmHWM) during the row.",
+        "Machine: {model}, {} CPUs, Linux {}, {rustc}.\n{pinning}; each process one Tokio thread (current_thread runtime); one client connection.\nClosed loop, {warm_up} ms warm-up then {window} ms measured per row; {rounds} round(s), each with freshly started servers, the systems of a row measured one after the other (in reverse order every other round) after one unmeasured pass of the first; each figure is the median of the rounds, RSS the highest, errors the sum; each target ratio is the median of the ratios within each round; latency by HdrHistogram; CPU from /proc/<pid>/stat; RSS = peak (VmHWM) during the row.",
         procfs::cores(),
         kernel.trim()
     )
