@@ -67,8 +67,8 @@ fn pairs<'a>(
         .iter()
         .filter(|r| r.scenario() == (ours.0, ours.1, payload, c))
         .filter_map(|r| {
-            let peer = samples.iter().find(|p| p.round == r.round && p.scenario() == (peer.0, peer.1, payload, c))?;
-            Some((r, peer))
+            let theirs = samples.iter().find(|p| p.round == r.round && p.scenario() == (peer.0, peer.1, payload, c))?;
+            Some((r, theirs))
         })
         .collect()
 }
