@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use futures::future::BoxFuture;
+use futures::future::{self, BoxFuture};
 use futures::stream::BoxStream;
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -19,7 +19,7 @@ use rmicro_core::server::CallServer;
 use rmicro_core::transport::{Accepting, Arrivals, CallHead, IncomingCall, Listener, MessageSource, Reply};
 use rmicro_core::{Error, Result};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -182,16 +182,23 @@ struct Dispatch {
     head: Option<CallHead>,
 }
 
+/// A stream's frames after its opening.
 #[derive(Debug)]
 enum Frame {
-    Header(Metadata),
     Message(Bytes),
     End(Result<()>),
+}
+
+/// How a reply begins. A unary answer or a status before any message comes whole, with no
+/// channel of frames: a channel's first block holds 32 frames, allocated per call.
+#[derive(Debug)]
+enum Opening {
     /// A unary call's whole answer: header, the one response and a good status.
-    Answer {
-        header: Metadata,
-        body: Bytes,
-    },
+    Answer { header: Metadata, body: Bytes },
+    /// The call's status, with no message before it.
+    End(Result<()>),
+    /// A stream: its header, then its frames.
+    Stream { header: Metadata, frames: mpsc::Receiver<Frame> },
 }
 
 type ResponseStream = BoxStream<'static, std::result::Result<Bytes, Status>>;
@@ -210,65 +217,58 @@ impl StreamingService<Bytes> for Dispatch {
             };
             let cancel = CancellationToken::new();
             let guard = cancel.clone().drop_guard();
-            let (frames_tx, mut frames) = mpsc::channel(STREAM_WINDOW);
+            let (opened, opening) = oneshot::channel();
             let call = IncomingCall {
                 head,
                 requests: Box::new(Requests { stream: request.into_inner(), cancel: cancel.clone() }),
-                reply: Box::new(GrpcReply { frames: frames_tx }),
+                reply: Box::new(GrpcReply::Opening(Some(opened))),
                 cancel,
             };
             arrival.run(call).await;
-            let (header, first) = match frames.recv().await {
-                Some(Frame::Header(metadata)) => (metadata, None),
-                Some(Frame::Answer { header, body }) => (header, Some(Frame::Answer { header: Metadata::new(), body })),
-                Some(Frame::End(Err(e))) => {
+            let (header, responses) = match opening.await {
+                Ok(Opening::Answer { header, body }) => {
+                    guard.disarm();
+                    (header, futures::stream::once(future::ready(Ok(body))).boxed())
+                }
+                Ok(Opening::End(Ok(()))) => {
+                    guard.disarm();
+                    (Metadata::new(), futures::stream::empty().boxed())
+                }
+                Ok(Opening::End(Err(e))) => {
                     guard.disarm();
                     return Err(to_status(&e));
                 }
-                Some(other) => (Metadata::new(), Some(other)),
-                None => return Err(Status::internal("the server ended the call without a status")),
+                Ok(Opening::Stream { header, frames }) => (header, responses(frames, guard)),
+                Err(_) => return Err(Status::internal("the server ended the call without a status")),
             };
-            let mut response = tonic::Response::new(responses(first, frames, guard));
+            let mut response = tonic::Response::new(responses);
             wire::insert_metadata(response.metadata_mut(), &header);
             Ok(response)
         })
     }
 }
 
-/// The response messages, ending with the call's status; the guard cancels the call if the
-/// caller goes away before the end.
-fn responses(first: Option<Frame>, frames: mpsc::Receiver<Frame>, guard: DropGuard) -> ResponseStream {
+/// A stream's response messages, ending with the call's status; the guard cancels the call if
+/// the caller goes away before the end.
+fn responses(frames: mpsc::Receiver<Frame>, guard: DropGuard) -> ResponseStream {
     struct State {
-        first: Option<Frame>,
         frames: mpsc::Receiver<Frame>,
         guard: Option<DropGuard>,
     }
-    let state = State { first, frames, guard: Some(guard) };
+    let state = State { frames, guard: Some(guard) };
     futures::stream::unfold(state, |mut state| async move {
-        loop {
-            state.guard.as_ref()?;
-            let frame = match state.first.take() {
-                Some(frame) => frame,
-                None => match state.frames.recv().await {
-                    Some(frame) => frame,
-                    None => Frame::End(Err(Error::internal("the server ended the call without a status"))),
-                },
-            };
-            match frame {
-                Frame::Header(_) => continue,
-                Frame::Message(body) => return Some((Ok(body), state)),
-                Frame::Answer { body, .. } => {
-                    if let Some(guard) = state.guard.take() {
-                        guard.disarm();
-                    }
-                    return Some((Ok(body), state));
+        state.guard.as_ref()?;
+        let frame = match state.frames.recv().await {
+            Some(frame) => frame,
+            None => Frame::End(Err(Error::internal("the server ended the call without a status"))),
+        };
+        match frame {
+            Frame::Message(body) => Some((Ok(body), state)),
+            Frame::End(status) => {
+                if let Some(guard) = state.guard.take() {
+                    guard.disarm();
                 }
-                Frame::End(status) => {
-                    if let Some(guard) = state.guard.take() {
-                        guard.disarm();
-                    }
-                    return status.err().map(|e| (Err(to_status(&e)), state));
-                }
+                status.err().map(|e| (Err(to_status(&e)), state))
             }
         }
     })
@@ -292,27 +292,63 @@ impl MessageSource for Requests {
     }
 }
 
+/// The server's reply: whole while it is a unary answer or a bare status, a stream of frames
+/// from its first header or message on.
 #[derive(Debug)]
-struct GrpcReply {
-    frames: mpsc::Sender<Frame>,
+enum GrpcReply {
+    Opening(Option<oneshot::Sender<Opening>>),
+    Streaming(mpsc::Sender<Frame>),
+}
+
+fn gone() -> Error {
+    Error::canceled("the caller went away")
+}
+
+impl GrpcReply {
+    /// The stream's frames, opening the stream with `header` if this is its first part.
+    fn stream(&mut self, header: Metadata) -> Result<&mpsc::Sender<Frame>> {
+        if let GrpcReply::Opening(opened) = self {
+            let (frames, rx) = mpsc::channel(STREAM_WINDOW);
+            opened.take().ok_or_else(gone)?.send(Opening::Stream { header, frames: rx }).map_err(|_| gone())?;
+            *self = GrpcReply::Streaming(frames);
+        }
+        match self {
+            GrpcReply::Streaming(frames) => Ok(frames),
+            GrpcReply::Opening(_) => Err(gone()),
+        }
+    }
 }
 
 #[async_trait]
 impl Reply for GrpcReply {
+    /// Opens the stream; a later header has nowhere to go on gRPC and is dropped.
     async fn send_header(&mut self, metadata: Metadata) -> Result<()> {
-        self.frames.send(Frame::Header(metadata)).await.map_err(|_| Error::canceled("the caller went away"))
+        self.stream(metadata)?;
+        Ok(())
     }
 
     async fn send(&mut self, message: Bytes) -> Result<()> {
-        self.frames.send(Frame::Message(message)).await.map_err(|_| Error::canceled("the caller went away"))
+        self.stream(Metadata::new())?.send(Frame::Message(message)).await.map_err(|_| gone())
     }
 
     async fn finish(self: Box<Self>, status: Result<()>) {
-        let _ = self.frames.send(Frame::End(status)).await;
+        match *self {
+            GrpcReply::Opening(opened) => drop(opened.map(|opened| opened.send(Opening::End(status)))),
+            GrpcReply::Streaming(frames) => drop(frames.send(Frame::End(status)).await),
+        }
     }
 
-    /// One frame for the whole answer, where the provided method would send three.
+    /// The whole answer in one piece, where the provided method would open a stream.
     async fn answer(self: Box<Self>, metadata: Metadata, response: Bytes) {
-        let _ = self.frames.send(Frame::Answer { header: metadata, body: response }).await;
+        match *self {
+            GrpcReply::Opening(opened) => {
+                drop(opened.map(|opened| opened.send(Opening::Answer { header: metadata, body: response })))
+            }
+            GrpcReply::Streaming(frames) => {
+                if frames.send(Frame::Message(response)).await.is_ok() {
+                    let _ = frames.send(Frame::End(Ok(()))).await;
+                }
+            }
+        }
     }
 }
