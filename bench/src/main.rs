@@ -209,9 +209,8 @@ fn measure_row(round: usize, servers: &[Server], scenario: (&str, usize, u64, u6
             &warm_up.to_string(),
             &window.to_string(),
         ];
-        match measure(&args, server.process.id(), core) {
+        match measure(&args, round, server.process.id(), core) {
             Ok(row) if measured => {
-                let row = Row { round, ..row };
                 println!("round {round}: {}", row.markdown());
                 rows.push(row);
             }
@@ -230,8 +229,8 @@ fn read_line(child: &mut Child) -> Option<String> {
     Some(line.trim_end().to_owned())
 }
 
-/// Runs one load process and reads the server's CPU around its window.
-fn measure(scenario: &[&str; 7], server: u32, core: Option<usize>) -> Result<Row, String> {
+/// Runs one load process (in round `round`) and reads the server's CPU around its window.
+fn measure(scenario: &[&str; 7], round: usize, server: u32, core: Option<usize>) -> Result<Row, String> {
     let [system, transport, _, payload, concurrency, ..] = *scenario;
     let mut args = vec!["load"];
     args.extend(scenario);
@@ -276,7 +275,7 @@ fn measure(scenario: &[&str; 7], server: u32, core: Option<usize>) -> Result<Row
         client_cpu_us_per_call: per_call(m.client_cpu_us),
         server_rss_kib: procfs::peak_rss_kib(server),
         errors: m.errors,
-        round: 0,
+        round,
     })
 }
 

@@ -51,10 +51,6 @@ impl Row {
     }
 }
 
-fn find<'a>(rows: &'a [Row], system: &str, transport: &str, payload: &str, concurrency: usize) -> Option<&'a Row> {
-    rows.iter().find(|r| r.scenario() == (system, transport, payload, concurrency))
-}
-
 /// The same scenario of two systems in each round both were measured in: rows seconds apart.
 fn pairs<'a>(
     samples: &'a [Row],
@@ -114,7 +110,7 @@ pub(crate) fn targets(samples: &[Row], payload: &str) -> Vec<String> {
 pub(crate) fn medians(samples: &[Row]) -> Vec<Row> {
     let mut rows: Vec<Row> = Vec::new();
     for sample in samples {
-        if find(&rows, &sample.system, &sample.transport, &sample.payload, sample.concurrency).is_some() {
+        if rows.iter().any(|r| r.scenario() == sample.scenario()) {
             continue;
         }
         let rounds: Vec<&Row> = samples.iter().filter(|r| r.scenario() == sample.scenario()).collect();
