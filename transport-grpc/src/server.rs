@@ -333,17 +333,23 @@ impl Reply for GrpcReply {
 
     async fn finish(self: Box<Self>, status: Result<()>) {
         match *self {
-            GrpcReply::Opening(opened) => drop(opened.map(|opened| opened.send(Opening::End(status)))),
-            GrpcReply::Streaming(frames) => drop(frames.send(Frame::End(status)).await),
+            GrpcReply::Opening(Some(opened)) => {
+                let _ = opened.send(Opening::End(status));
+            }
+            GrpcReply::Opening(None) => {}
+            GrpcReply::Streaming(frames) => {
+                let _ = frames.send(Frame::End(status)).await;
+            }
         }
     }
 
     /// The whole answer in one piece, where the provided method would open a stream.
     async fn answer(self: Box<Self>, metadata: Metadata, response: Bytes) {
         match *self {
-            GrpcReply::Opening(opened) => {
-                drop(opened.map(|opened| opened.send(Opening::Answer { header: metadata, body: response })))
+            GrpcReply::Opening(Some(opened)) => {
+                let _ = opened.send(Opening::Answer { header: metadata, body: response });
             }
+            GrpcReply::Opening(None) => {}
             GrpcReply::Streaming(frames) => {
                 if frames.send(Frame::Message(response)).await.is_ok() {
                     let _ = frames.send(Frame::End(Ok(()))).await;
