@@ -3,8 +3,10 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Waker;
 
 use bytes::Bytes;
+use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -23,12 +25,27 @@ use crate::transport::{CallHead, IncomingCall, Listener, MessageSource};
 pub struct CallServer {
     server: Arc<Inner>,
     calls: TaskTracker,
+    /// Whether the server runs on a current-thread runtime, where a task of its own buys a call
+    /// no parallelism.
+    one_thread: bool,
 }
 
 impl CallServer {
-    /// Serves `call` on a task of its own.
+    /// Serves `call` on a task of its own. On a current-thread runtime the call first runs on the
+    /// listener's task, up to where it would wait: a handler that answers at once then costs no
+    /// task, and only a call that waits is moved to one.
     pub(crate) fn spawn(&self, call: IncomingCall) {
-        self.calls.spawn(serve(self.server.clone(), call, None));
+        let served = self.calls.track_future(serve(self.server.clone(), call, None));
+        if !self.one_thread {
+            tokio::spawn(served);
+            return;
+        }
+        let mut served = Box::pin(served);
+        // A waker that does nothing is enough: a call still waiting is spawned, and a spawned
+        // task is polled once straight away, with the waker that counts from then on.
+        if served.as_mut().poll(&mut std::task::Context::from_waker(Waker::noop())).is_pending() {
+            tokio::spawn(served);
+        }
     }
 
     /// Serves a unary `call` on the task that awaits this, and a stream on a task of its own (the
@@ -47,7 +64,8 @@ pub(crate) async fn accept(
     stop: CancellationToken,
     calls: TaskTracker,
 ) -> Box<dyn Listener> {
-    let call_server = CallServer { server, calls };
+    let one_thread = Handle::current().runtime_flavor() == RuntimeFlavor::CurrentThread;
+    let call_server = CallServer { server, calls, one_thread };
     listener.deliver_to(call_server.clone());
     loop {
         let call = tokio::select! {
