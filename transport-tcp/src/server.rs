@@ -297,10 +297,13 @@ async fn serve_connection(read: ReadHalf, write: WriteHalf, peer: String, state:
     let writer = tokio::spawn(async move { writer.outbox.drain(write).await });
     let mut reader = FrameReader::new(read, max_frame(state.max)).pausing();
     let mut table = Table::default();
+    // Made once: a wait for cancellation joins the token's list of waiters when first polled and
+    // leaves it when dropped, each under the token's lock, which a wait made per frame repeats.
+    let mut closing = std::pin::pin!(state.closing.cancelled());
     let end = loop {
         let frame = tokio::select! {
             biased;
-            _ = state.closing.cancelled() => break None,
+            _ = &mut closing => break None,
             frame = reader.next() => frame,
         };
         match frame {
