@@ -1,9 +1,10 @@
 //! Accepting calls and serving each one: deadline, cancellation, panics, and the reply.
 
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::Waker;
+use std::task::{Poll, Waker};
 
 use bytes::Bytes;
 use tokio::runtime::{Handle, RuntimeFlavor};
@@ -42,9 +43,14 @@ impl CallServer {
         }
         let mut served = Box::pin(served);
         // A waker that does nothing is enough: a call still waiting is spawned, and a spawned
-        // task is polled once straight away, with the waker that counts from then on.
-        if served.as_mut().poll(&mut std::task::Context::from_waker(Waker::noop())).is_pending() {
-            tokio::spawn(served);
+        // task is polled once straight away, with the waker that counts from then on. A panic
+        // ends the call, as it would end a task of its own, and not the listener's task.
+        let polled =
+            catch_unwind(AssertUnwindSafe(|| served.as_mut().poll(&mut std::task::Context::from_waker(Waker::noop()))));
+        match polled {
+            Ok(Poll::Ready(())) => {}
+            Ok(Poll::Pending) => drop(tokio::spawn(served)),
+            Err(_) => tracing::error!(server = %self.server.options.name, "serving a call panicked"),
         }
     }
 

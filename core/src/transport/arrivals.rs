@@ -57,7 +57,8 @@ impl Arrivals {
 }
 
 impl Arrival<'_> {
-    /// Hands the call over; the server serves it on a task of its own.
+    /// Hands the call over; the server serves it on a task of its own (on a current-thread
+    /// runtime, first on the caller's task, up to where the call would wait).
     pub fn spawn(self, call: IncomingCall) {
         match self {
             Arrival::Served(server) => server.spawn(call),

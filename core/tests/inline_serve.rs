@@ -1,0 +1,148 @@
+//! On a current-thread runtime a call runs first on the task of the listener that received it.
+//! A panic while answering such a call must end that call only, as it would on a task of its
+//! own: the listener's task goes on taking calls.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use rmicro_core::Result;
+use rmicro_core::prelude::*;
+use rmicro_core::server::CallServer;
+use rmicro_core::transport::{
+    Accepting, Arrivals, CallHead, Connection, IncomingCall, Listener, MessageSource, Reply, arrivals,
+};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+/// A transport whose one listener takes the calls the test hands to [`Arrivals`].
+#[derive(Debug)]
+struct HandOver {
+    accepting: Mutex<Option<Accepting>>,
+}
+
+#[async_trait]
+impl Transport for HandOver {
+    fn name(&self) -> &'static str {
+        "hand-over"
+    }
+
+    async fn listen(&self, _address: &str) -> Result<Box<dyn Listener>> {
+        let accepting = self.accepting.lock().unwrap().take().expect("one listener");
+        Ok(Box::new(HandOverListener { accepting }))
+    }
+
+    async fn dial(&self, _address: &str) -> Result<Arc<dyn Connection>> {
+        Err(Error::unavailable("nothing to dial"))
+    }
+}
+
+#[derive(Debug)]
+struct HandOverListener {
+    accepting: Accepting,
+}
+
+#[async_trait]
+impl Listener for HandOverListener {
+    fn address(&self) -> String {
+        "hand-over".to_owned()
+    }
+
+    async fn accept(&mut self) -> Option<IncomingCall> {
+        self.accepting.accept().await
+    }
+
+    fn deliver_to(&mut self, server: CallServer) {
+        self.accepting.deliver_to(server);
+    }
+}
+
+#[derive(Debug)]
+struct OneRequest(Option<Bytes>);
+
+#[async_trait]
+impl MessageSource for OneRequest {
+    async fn recv(&mut self) -> Result<Option<Bytes>> {
+        Ok(self.0.take())
+    }
+}
+
+/// A reply whose transport fails with a panic.
+#[derive(Debug)]
+struct PanickingReply;
+
+#[async_trait]
+impl Reply for PanickingReply {
+    async fn send_header(&mut self, _metadata: Metadata) -> Result<()> {
+        Ok(())
+    }
+
+    async fn send(&mut self, _message: Bytes) -> Result<()> {
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>, _status: Result<()>) {
+        panic!("the transport failed while finishing");
+    }
+
+    async fn answer(self: Box<Self>, _metadata: Metadata, _response: Bytes) {
+        panic!("the transport failed while answering");
+    }
+}
+
+/// A reply that hands the call's outcome to the test.
+#[derive(Debug)]
+struct ChannelReply(oneshot::Sender<Result<Bytes>>);
+
+#[async_trait]
+impl Reply for ChannelReply {
+    async fn send_header(&mut self, _metadata: Metadata) -> Result<()> {
+        Ok(())
+    }
+
+    async fn send(&mut self, _message: Bytes) -> Result<()> {
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>, status: Result<()>) {
+        let _ = self.0.send(status.map(|()| Bytes::new()));
+    }
+
+    async fn answer(self: Box<Self>, _metadata: Metadata, response: Bytes) {
+        let _ = self.0.send(Ok(response));
+    }
+}
+
+fn echo_call(request: &'static [u8], reply: Box<dyn Reply>) -> IncomingCall {
+    IncomingCall {
+        head: CallHead {
+            service: "echo".to_owned(),
+            endpoint: "Echo.Call".to_owned(),
+            content_type: "application/octet-stream".to_owned(),
+            ..CallHead::default()
+        },
+        requests: Box::new(OneRequest(Some(Bytes::from_static(request)))),
+        reply,
+        cancel: CancellationToken::new(),
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_panic_while_answering_ends_only_that_call() {
+    let (calls, accepting): (Arrivals, Accepting) = arrivals(8);
+    let transport = HandOver { accepting: Mutex::new(Some(accepting)) };
+    let server = Server::builder("echo").transport(Arc::new(transport)).build();
+    server.handle("Echo.Call", |_ctx, request: Raw| async move { Ok(request) });
+    server.start().await.unwrap();
+
+    calls.reserve().await.expect("room for a call").spawn(echo_call(b"first", Box::new(PanickingReply)));
+    let (answered, answer) = oneshot::channel();
+    calls.reserve().await.expect("room for a call").spawn(echo_call(b"second", Box::new(ChannelReply(answered))));
+
+    let answer = tokio::time::timeout(Duration::from_secs(5), answer).await.expect("the second call is served");
+    assert_eq!(answer.expect("the second call is answered").unwrap(), Bytes::from_static(b"second"));
+    server.stop().await.unwrap();
+}
