@@ -394,12 +394,12 @@ impl NatsReply {
     fn deliver(&self, (headers, body): (Option<HeaderMap>, Bytes)) -> impl Future<Output = ()> + Send + '_ {
         let inbox = self.inbox.clone();
         let publish = match headers {
-            None => Either::Left(self.client.publish(inbox, body)),
-            Some(headers) => Either::Right(self.client.publish_with_headers(inbox, headers, body)),
+            None => Either::Left(self.client.publish(inbox.clone(), body)),
+            Some(headers) => Either::Right(self.client.publish_with_headers(inbox.clone(), headers, body)),
         };
-        publish.map(|sent| {
+        publish.map(move |sent| {
             if let Err(e) = sent {
-                tracing::warn!(error = %e, "could not send a call's status");
+                tracing::warn!(%inbox, error = %e, "could not send a call's status");
             }
         })
     }
