@@ -13,7 +13,7 @@ use rmicro_core::Result;
 use rmicro_core::prelude::*;
 use rmicro_core::server::CallServer;
 use rmicro_core::transport::{
-    Accepting, Arrivals, CallHead, Connection, IncomingCall, Listener, MessageSource, Reply, arrivals,
+    Accepting, Arrivals, CallHead, Connection, IncomingCall, Listener, OneMessage, Reply, arrivals,
 };
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -57,16 +57,6 @@ impl Listener for HandOverListener {
 
     fn deliver_to(&mut self, server: CallServer) {
         self.accepting.deliver_to(server);
-    }
-}
-
-#[derive(Debug)]
-struct OneRequest(Option<Bytes>);
-
-#[async_trait]
-impl MessageSource for OneRequest {
-    async fn recv(&mut self) -> Result<Option<Bytes>> {
-        Ok(self.0.take())
     }
 }
 
@@ -124,7 +114,7 @@ fn echo_call(request: &'static [u8], reply: Box<dyn Reply>) -> IncomingCall {
             content_type: "application/octet-stream".to_owned(),
             ..CallHead::default()
         },
-        requests: Box::new(OneRequest(Some(Bytes::from_static(request)))),
+        requests: Box::new(OneMessage(Some(Bytes::from_static(request)))),
         reply,
         cancel: CancellationToken::new(),
     }

@@ -16,7 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use rmicro_core::metadata::Metadata;
 use rmicro_core::server::CallServer;
-use rmicro_core::transport::{Accepting, Arrivals, CallHead, IncomingCall, Listener, MessageSource, Reply};
+use rmicro_core::transport::{Accepting, Arrivals, CallHead, IncomingCall, Listener, MessageSource, OneMessage, Reply};
 use rmicro_core::{Code, Error, Result};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -167,7 +167,7 @@ async fn serve(req: Request<Incoming>, calls: Arrivals, max: usize) -> Result<Re
         Box::new(FramedRequests { body: BodyStream::new(body), deframer: Deframer::new(max), cancel: cancel.clone() })
     } else {
         match Limited::new(body, max).collect().await {
-            Ok(collected) => Box::new(OneRequest(Some(collected.to_bytes()))),
+            Ok(collected) => Box::new(OneMessage(Some(collected.to_bytes()))),
             Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
                 return Ok(wire::error_response(&wire::too_large(max + 1, max).with_id("rmicro.transport.http"), true));
             }
@@ -257,16 +257,6 @@ async fn streaming_response(mut frames: mpsc::Receiver<ReplyFrame>, guard: DropG
     }
     *response.status_mut() = StatusCode::OK;
     response
-}
-
-#[derive(Debug)]
-struct OneRequest(Option<Bytes>);
-
-#[async_trait]
-impl MessageSource for OneRequest {
-    async fn recv(&mut self) -> Result<Option<Bytes>> {
-        Ok(self.0.take())
-    }
 }
 
 struct FramedRequests {

@@ -139,6 +139,17 @@ pub trait MessageSource: Send + fmt::Debug {
     }
 }
 
+/// A source of exactly one message: a unary call's request that arrived whole.
+#[derive(Debug)]
+pub struct OneMessage(pub Option<Bytes>);
+
+#[async_trait]
+impl MessageSource for OneMessage {
+    async fn recv(&mut self) -> Result<Option<Bytes>> {
+        Ok(self.0.take())
+    }
+}
+
 /// The server's answer on a call.
 #[async_trait]
 pub trait Reply: Send + fmt::Debug {
