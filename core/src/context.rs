@@ -16,13 +16,28 @@ pub struct Context {
     metadata: Metadata,
     deadline: Option<Instant>,
     cancel: CancellationToken,
-    reply_metadata: Arc<Mutex<Metadata>>,
+    reply_metadata: ReplyMetadata,
+}
+
+/// The metadata a handler sets for the caller, shared by every clone of its context.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ReplyMetadata(Arc<Mutex<Metadata>>);
+
+impl ReplyMetadata {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Metadata> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Takes what was set, once the handler is done with it.
+    pub(crate) fn take(&self) -> Metadata {
+        std::mem::take(&mut *self.lock())
+    }
 }
 
 impl Context {
     /// A context for a call carrying `metadata` that must finish by `deadline`, cancelled by `cancel`.
     pub fn new(metadata: Metadata, deadline: Option<Instant>, cancel: CancellationToken) -> Context {
-        Context { metadata, deadline, cancel, reply_metadata: Arc::default() }
+        Context { metadata, deadline, cancel, reply_metadata: ReplyMetadata::default() }
     }
 
     /// A context with no metadata, no deadline and nothing that cancels it.
@@ -37,12 +52,18 @@ impl Context {
 
     /// Sets metadata sent back to the caller with the response.
     pub fn set_reply_metadata(&self, key: &str, value: impl Into<String>) {
-        self.reply_metadata.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(key, value);
+        self.reply_metadata.lock().insert(key, value);
     }
 
     /// The metadata set with [`Context::set_reply_metadata`] so far.
     pub fn reply_metadata(&self) -> Metadata {
-        self.reply_metadata.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.reply_metadata.lock().clone()
+    }
+
+    /// Where the handler's reply metadata is kept: what the server holds on to, rather than
+    /// the whole context, to read it when the handler returns.
+    pub(crate) fn reply_metadata_slot(&self) -> ReplyMetadata {
+        self.reply_metadata.clone()
     }
 
     /// When the caller stops waiting, if it set a deadline.

@@ -168,14 +168,19 @@ fn unary<'a>(
 ) -> impl Future<Output = Result<ServerResponse>> + Send + 'a {
     // An async block for the reason `serve` is one.
     async move {
-        request.body =
-            requests.recv().await?.ok_or_else(|| Error::bad_request("the call carried no request message"))?;
-        // Reading to the end, rather than dropping the rest, lets HTTP/2 close the stream
-        // cleanly: an unread request body makes the server reset it, and hyper closes a
-        // connection that resets too many streams.
-        if requests.recv().await?.is_some() {
-            return Err(Error::bad_request("a unary call carries one request message"));
-        }
+        request.body = match requests.take_whole() {
+            Some(body) => body,
+            None => {
+                let body = requests.recv().await?;
+                // Reading to the end, rather than dropping the rest, lets HTTP/2 close the
+                // stream cleanly: an unread request body makes the server reset it, and hyper
+                // closes a connection that resets too many streams.
+                if requests.recv().await?.is_some() {
+                    return Err(Error::bad_request("a unary call carries one request message"));
+                }
+                body.ok_or_else(|| Error::bad_request("the call carried no request message"))?
+            }
+        };
         match &server.layers {
             Some(layers) => layers.clone().oneshot(request).await,
             None => server.router.run(handler, request).await,

@@ -27,6 +27,9 @@ pin_project! {
         cancelled: WaitForCancellationFuture<'a>,
         #[pin]
         stopped: WaitForCancellationFuture<'a>,
+        deadline: Option<Instant>,
+        // Made on the first poll that finds the work waiting: a timer costs a call that
+        // answers straight away for nothing.
         #[pin]
         expired: Option<Sleep>,
         cancel: &'a CancellationToken,
@@ -48,7 +51,8 @@ impl<'a, T, F: Future<Output = Result<T>>> UntilDone<'a, F> {
             work: AssertUnwindSafe(work).catch_unwind(),
             cancelled: cancel.cancelled(),
             stopped: stop.cancelled(),
-            expired: deadline.map(tokio::time::sleep_until),
+            deadline,
+            expired: None,
             cancel,
             server,
         }
@@ -59,7 +63,7 @@ impl<T, F: Future<Output = Result<T>>> Future for UntilDone<'_, F> {
     type Output = Result<T>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
-        let this = self.project();
+        let mut this = self.project();
         if let Poll::Ready(done) = this.work.poll(cx) {
             return Poll::Ready(done.unwrap_or_else(|_| {
                 tracing::error!(server = %this.server, "a handler panicked");
@@ -68,6 +72,9 @@ impl<T, F: Future<Output = Result<T>>> Future for UntilDone<'_, F> {
         }
         if this.cancelled.poll(cx).is_ready() {
             return Poll::Ready(Err(Error::canceled("the caller cancelled the call")));
+        }
+        if let Some(deadline) = this.deadline.take() {
+            this.expired.set(Some(tokio::time::sleep_until(deadline)));
         }
         if let Some(expired) = this.expired.as_pin_mut() {
             if expired.poll(cx).is_ready() {

@@ -133,6 +133,11 @@ pub trait MessageSource: Send + fmt::Debug {
     /// status arrives as `Err`; on the server, a caller that went away arrives as
     /// [`Code::Canceled`](crate::Code::Canceled).
     async fn recv(&mut self) -> Result<Option<Bytes>>;
+    /// A unary request that arrived whole, taken at once, with nothing after it: the server then
+    /// skips the two waits of [`recv`](Self::recv). `None` when messages must be received.
+    fn take_whole(&mut self) -> Option<Bytes> {
+        None
+    }
     /// The response header (client side): set once the first message or the status arrived.
     fn header(&self) -> Option<&Metadata> {
         None
@@ -147,6 +152,10 @@ pub struct OneMessage(pub Option<Bytes>);
 impl MessageSource for OneMessage {
     async fn recv(&mut self) -> Result<Option<Bytes>> {
         Ok(self.0.take())
+    }
+
+    fn take_whole(&mut self) -> Option<Bytes> {
+        self.0.take()
     }
 }
 
