@@ -29,7 +29,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// The calls in progress on a listener, by call id.
 #[derive(Default)]
-struct Calls(Mutex<HashMap<String, ServerCall>>);
+struct Calls(Mutex<HashMap<Bytes, ServerCall>>);
 
 struct ServerCall {
     requests: Option<mpsc::UnboundedSender<Bytes>>,
@@ -39,7 +39,7 @@ struct ServerCall {
 }
 
 impl Calls {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ServerCall>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Bytes, ServerCall>> {
         self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
@@ -193,7 +193,7 @@ async fn open_unary(
 
 async fn open(client: &Arc<Client>, message: async_nats::Message, incoming: &Arrivals, calls: &Arc<Calls>, max: usize) {
     let (Some(headers), Some(inbox)) = (message.headers.as_ref(), message.reply.clone()) else { return };
-    let Some(call_id) = header(headers, CALL).map(str::to_owned) else { return };
+    let Some(call_id) = header(headers, CALL).map(|id| Bytes::copy_from_slice(id.as_bytes())) else { return };
     let Some(arrival) = incoming.reserve().await else {
         return refuse_with(client, inbox, false, Error::unavailable("the server is not accepting calls")).await;
     };
@@ -242,7 +242,7 @@ fn frame_for(message: &async_nats::Message, calls: &Calls) {
     let Some(call_id) = message.subject.rsplit('.').next() else { return };
     let Some(headers) = message.headers.as_ref() else { return };
     let mut calls = calls.lock();
-    let Some(call) = calls.get_mut(call_id) else { return };
+    let Some(call) = calls.get_mut(call_id.as_bytes()) else { return };
     match header(headers, KIND) {
         Some("msg") => {
             if let Some(tx) = &call.requests {
@@ -289,6 +289,13 @@ impl std::fmt::Debug for Requests {
 
 #[async_trait]
 impl MessageSource for Requests {
+    fn take_whole(&mut self) -> Option<Bytes> {
+        match self {
+            Requests::One(request) => request.take(),
+            Requests::Stream { .. } => None,
+        }
+    }
+
     async fn recv(&mut self) -> Result<Option<Bytes>> {
         match self {
             Requests::One(request) => Ok(request.take()),
@@ -328,7 +335,7 @@ struct NatsReply {
     /// Shared by every call of the listener: cloning an async-nats client per call costs more.
     client: Arc<Client>,
     inbox: Subject,
-    call_id: String,
+    call_id: Bytes,
     form: Form,
     pending: (Metadata, Option<Bytes>),
     credit: Option<Arc<Semaphore>>,
@@ -488,7 +495,7 @@ mod tests {
             Box::new(NatsReply {
                 client: Arc::new(client.clone()),
                 inbox: Subject::from_static("inbox"),
-                call_id: "1".to_owned(),
+                call_id: Bytes::from_static(b"1"),
                 form: Form::Unary,
                 pending: (Metadata::new(), None),
                 credit: None,

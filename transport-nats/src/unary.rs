@@ -28,7 +28,8 @@ const REFUSED: u8 = 2;
 /// A unary call as the server reads it.
 #[derive(Debug)]
 pub(crate) struct UnaryCall {
-    pub(crate) call_id: String,
+    /// A slice of the message: it only names the call on the server, so it is not copied.
+    pub(crate) call_id: Bytes,
     pub(crate) head: CallHead,
     pub(crate) request: Bytes,
 }
@@ -112,12 +113,17 @@ impl Reader {
         Ok(self.buf.get_u16())
     }
 
-    fn string(&mut self, what: &str) -> std::result::Result<String, String> {
+    /// A length-prefixed run of bytes, shared with the message rather than copied.
+    fn bytes(&mut self, what: &str) -> std::result::Result<Bytes, String> {
         let len = usize::from(self.u16(what)?);
         if self.buf.remaining() < len {
             return Err(format!("the message ends inside its {what}"));
         }
-        let bytes = self.buf.split_to(len);
+        Ok(self.buf.split_to(len))
+    }
+
+    fn string(&mut self, what: &str) -> std::result::Result<String, String> {
+        let bytes = self.bytes(what)?;
         String::from_utf8(bytes.to_vec()).map_err(|_| format!("its {what} is not UTF-8"))
     }
 
@@ -147,7 +153,7 @@ pub(crate) fn decode_call(payload: Bytes) -> std::result::Result<UnaryCall, Stri
     } else {
         None
     };
-    let call_id = reader.string("call id")?;
+    let call_id = reader.bytes("call id")?;
     let head = CallHead {
         service: reader.string("service")?,
         endpoint: reader.string("endpoint")?,
@@ -195,7 +201,7 @@ mod tests {
             stream: false,
         };
         let call = decode_call(encode_call("abc-1", &head, b"request").unwrap()).unwrap();
-        assert_eq!((call.call_id.as_str(), &call.head, &call.request[..]), ("abc-1", &head, &b"request"[..]));
+        assert_eq!((&call.call_id[..], &call.head, &call.request[..]), (&b"abc-1"[..], &head, &b"request"[..]));
     }
 
     #[test]

@@ -351,6 +351,13 @@ impl std::fmt::Debug for Requests {
 
 #[async_trait]
 impl MessageSource for Requests {
+    fn take_whole(&mut self) -> Option<Bytes> {
+        match self {
+            Requests::One(request) => request.take(),
+            Requests::Stream { .. } => None,
+        }
+    }
+
     async fn recv(&mut self) -> Result<Option<Bytes>> {
         match self {
             Requests::One(request) => Ok(request.take()),
