@@ -86,3 +86,34 @@ impl<T, F: Future<Output = Result<T>>> Future for UntilDone<'_, F> {
         Poll::Ready(Err(Error::unavailable("the server stopped before the call finished")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::pin::pin;
+    use std::task::Waker;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::error::Code;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_ends_and_cancels_work_that_waits() {
+        let (cancel, stop) = (CancellationToken::new(), CancellationToken::new());
+        let deadline = Instant::now() + Duration::from_millis(50);
+        let never = std::future::pending::<Result<()>>();
+        let ended = UntilDone::new("test", Some(deadline), &cancel, &stop, never).await;
+        assert_eq!(ended.unwrap_err().code, Code::DeadlineExceeded);
+        assert!(cancel.is_cancelled(), "the call is cancelled at its deadline");
+        assert!(Instant::now() >= deadline, "not before it");
+    }
+
+    #[tokio::test]
+    async fn work_that_answers_at_once_makes_no_timer() {
+        let (cancel, stop) = (CancellationToken::new(), CancellationToken::new());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut done = pin!(UntilDone::new("test", Some(deadline), &cancel, &stop, async { Ok(7) }));
+        let polled = done.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+        assert!(matches!(polled, Poll::Ready(Ok(7))));
+        assert!(done.expired.is_none(), "a timer was made for a call that never waited");
+    }
+}
