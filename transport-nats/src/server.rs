@@ -14,7 +14,7 @@ use futures::future::Either;
 use futures::{FutureExt, StreamExt};
 use rmicro_core::metadata::Metadata;
 use rmicro_core::server::CallServer;
-use rmicro_core::transport::{Accepting, Arrivals, CallHead, IncomingCall, Listener, MessageSource, Reply};
+use rmicro_core::transport::{Accepting, Arrivals, CallHead, IncomingCall, Listener, MessageSource, OneMessage, Reply};
 use rmicro_core::{Error, Result};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
@@ -185,7 +185,7 @@ async fn open_unary(
     };
     arrival.spawn(IncomingCall {
         head: call.head,
-        requests: Box::new(Requests::One(Some(call.request))),
+        requests: Box::new(OneMessage(Some(call.request))),
         reply: Box::new(reply),
         cancel,
     });
@@ -215,7 +215,7 @@ async fn open(client: &Arc<Client>, message: async_nats::Message, incoming: &Arr
         }
     }
     calls.lock().insert(call_id.clone(), ServerCall { requests, cancel: cancel.clone(), credit: credit.clone() });
-    let requests = Requests::Stream {
+    let requests = StreamRequests {
         rx: requests_rx,
         cancel: cancel.clone(),
         client: client.clone(),
@@ -264,55 +264,39 @@ fn frame_for(message: &async_nats::Message, calls: &Calls) {
     }
 }
 
-/// Request messages: a unary call's one, or a stream's as they arrive.
-enum Requests {
-    One(Option<Bytes>),
-    Stream {
-        rx: mpsc::UnboundedReceiver<Bytes>,
-        cancel: CancellationToken,
-        client: Arc<Client>,
-        inbox: Subject,
-        stream: bool,
-        consumed: usize,
-        max: usize,
-    },
+/// Request messages as they arrive: a stream's, or a unary call's opened with header frames.
+struct StreamRequests {
+    rx: mpsc::UnboundedReceiver<Bytes>,
+    cancel: CancellationToken,
+    client: Arc<Client>,
+    inbox: Subject,
+    stream: bool,
+    consumed: usize,
+    max: usize,
 }
 
-impl std::fmt::Debug for Requests {
+impl std::fmt::Debug for StreamRequests {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Requests::One(_) => f.write_str("Requests::One"),
-            Requests::Stream { inbox, .. } => f.debug_struct("Requests::Stream").field("inbox", inbox).finish(),
-        }
+        f.debug_struct("StreamRequests").field("inbox", &self.inbox).finish_non_exhaustive()
     }
 }
 
 #[async_trait]
-impl MessageSource for Requests {
-    fn take_whole(&mut self) -> Option<Bytes> {
-        match self {
-            Requests::One(request) => request.take(),
-            Requests::Stream { .. } => None,
-        }
-    }
-
+impl MessageSource for StreamRequests {
     async fn recv(&mut self) -> Result<Option<Bytes>> {
-        match self {
-            Requests::One(request) => Ok(request.take()),
-            Requests::Stream { rx, cancel, client, inbox, stream, consumed, max } => match rx.recv().await {
-                Some(message) if message.len() > *max => Err(too_large(message.len(), *max)),
-                Some(message) => {
-                    *consumed += 1;
-                    if *stream && *consumed % (WINDOW / 2) == 0 {
-                        let mut headers = frame::kind("credit");
-                        headers.insert(CREDIT, (WINDOW / 2).to_string().as_str());
-                        let _ = client.publish_with_headers(inbox.clone(), headers, Bytes::new()).await;
-                    }
-                    Ok(Some(message))
+        match self.rx.recv().await {
+            Some(message) if message.len() > self.max => Err(too_large(message.len(), self.max)),
+            Some(message) => {
+                self.consumed += 1;
+                if self.stream && self.consumed % (WINDOW / 2) == 0 {
+                    let mut headers = frame::kind("credit");
+                    headers.insert(CREDIT, (WINDOW / 2).to_string().as_str());
+                    let _ = self.client.publish_with_headers(self.inbox.clone(), headers, Bytes::new()).await;
                 }
-                None if cancel.is_cancelled() => Err(Error::canceled("the caller went away")),
-                None => Ok(None),
-            },
+                Ok(Some(message))
+            }
+            None if self.cancel.is_cancelled() => Err(Error::canceled("the caller went away")),
+            None => Ok(None),
         }
     }
 }

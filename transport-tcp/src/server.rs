@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::{BufMut, Bytes};
 use rmicro_core::metadata::Metadata;
 use rmicro_core::server::CallServer;
-use rmicro_core::transport::{Accepting, Arrivals, CallHead, IncomingCall, Listener, MessageSource, Reply};
+use rmicro_core::transport::{Accepting, Arrivals, CallHead, IncomingCall, Listener, MessageSource, OneMessage, Reply};
 use rmicro_core::{Error, Result};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
@@ -259,13 +259,13 @@ impl ServerConnection {
         };
         let cancel = CancellationToken::new();
         let credit = head.stream.then(|| Arc::new(Semaphore::new(WINDOW as usize)));
-        let (requests, slot_requests) = match request {
-            Some(request) => (Requests::One(Some(request)), None),
+        let (requests, slot_requests): (Box<dyn MessageSource>, _) = match request {
+            Some(request) => (Box::new(OneMessage(Some(request))), None),
             None => {
                 let (tx, rx) = mpsc::unbounded_channel();
                 let requests =
-                    Requests::Stream { rx, cancel: cancel.clone(), connection: self.clone(), call, consumed: 0 };
-                (requests, Some(tx))
+                    StreamRequests { rx, cancel: cancel.clone(), connection: self.clone(), call, consumed: 0 };
+                (Box::new(requests), Some(tx))
             }
         };
         self.calls().insert(call, Slot { requests: slot_requests, cancel: cancel.clone(), credit: credit.clone() });
@@ -279,7 +279,7 @@ impl ServerConnection {
             credit,
             finished: false,
         };
-        arrival.spawn(IncomingCall { head, requests: Box::new(requests), reply: Box::new(reply), cancel });
+        arrival.spawn(IncomingCall { head, requests, reply: Box::new(reply), cancel });
     }
 
     /// The connection is gone: calls in progress learn that their caller went away.
@@ -328,54 +328,37 @@ async fn serve_connection(read: ReadHalf, write: WriteHalf, peer: String, state:
     let _ = writer.await;
 }
 
-/// Request messages: a unary call's one, or a stream's as they arrive.
-enum Requests {
-    One(Option<Bytes>),
-    Stream {
-        rx: mpsc::UnboundedReceiver<Bytes>,
-        cancel: CancellationToken,
-        connection: Arc<ServerConnection>,
-        call: u32,
-        consumed: u32,
-    },
+/// A stream's request messages, as they arrive.
+struct StreamRequests {
+    rx: mpsc::UnboundedReceiver<Bytes>,
+    cancel: CancellationToken,
+    connection: Arc<ServerConnection>,
+    call: u32,
+    consumed: u32,
 }
 
-impl std::fmt::Debug for Requests {
+impl std::fmt::Debug for StreamRequests {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Requests::One(_) => f.write_str("Requests::One"),
-            Requests::Stream { call, .. } => f.debug_struct("Requests::Stream").field("call", call).finish(),
-        }
+        f.debug_struct("StreamRequests").field("call", &self.call).finish_non_exhaustive()
     }
 }
 
 #[async_trait]
-impl MessageSource for Requests {
-    fn take_whole(&mut self) -> Option<Bytes> {
-        match self {
-            Requests::One(request) => request.take(),
-            Requests::Stream { .. } => None,
-        }
-    }
-
+impl MessageSource for StreamRequests {
     async fn recv(&mut self) -> Result<Option<Bytes>> {
-        match self {
-            Requests::One(request) => Ok(request.take()),
-            Requests::Stream { rx, cancel, connection, call, consumed } => match rx.recv().await {
-                Some(message) if message.len() > connection.state.max => {
-                    Err(too_large(message.len(), connection.state.max))
+        let max = self.connection.state.max;
+        match self.rx.recv().await {
+            Some(message) if message.len() > max => Err(too_large(message.len(), max)),
+            Some(message) => {
+                self.consumed += 1;
+                if self.consumed % (WINDOW / 2) == 0 {
+                    let grant = |buf: &mut bytes::BytesMut, _: &mut _| buf.put_u32(WINDOW / 2);
+                    let _ = self.connection.outbox.push(Kind::Credit, 0, self.call, grant, Bytes::new());
                 }
-                Some(message) => {
-                    *consumed += 1;
-                    if *consumed % (WINDOW / 2) == 0 {
-                        let grant = |buf: &mut bytes::BytesMut, _: &mut _| buf.put_u32(WINDOW / 2);
-                        let _ = connection.outbox.push(Kind::Credit, 0, *call, grant, Bytes::new());
-                    }
-                    Ok(Some(message))
-                }
-                None if cancel.is_cancelled() => Err(Error::canceled("the caller went away")),
-                None => Ok(None),
-            },
+                Ok(Some(message))
+            }
+            None if self.cancel.is_cancelled() => Err(Error::canceled("the caller went away")),
+            None => Ok(None),
         }
     }
 }
