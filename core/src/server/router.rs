@@ -105,11 +105,11 @@ impl Router {
         handler: &UnaryFn,
         req: ServerRequest,
     ) -> impl Future<Output = Result<ServerResponse>> + use<> {
-        let reply_metadata = req.context.reply_metadata_slot();
+        let ctx = req.context.clone();
         let running = self.codecs.get(&req.content_type).map(|codec| handler(req.context, req.body, codec.clone()));
         async move {
             let body = running?.await?;
-            Ok(ServerResponse::new(reply_metadata.take(), body))
+            Ok(ServerResponse::new(ctx.take_reply_metadata(), body))
         }
     }
 }

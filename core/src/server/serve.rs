@@ -19,7 +19,7 @@ use super::router::{ServerRequest, ServerResponse, find};
 use super::until_done::UntilDone;
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::transport::{CallHead, IncomingCall, Listener, MessageSource};
+use crate::transport::{CallHead, IncomingCall, Listener, MessageSource, Reply};
 
 /// Serves the calls a listener hands over: spawned, or on the listener's own task.
 #[derive(Clone, Debug)]
@@ -94,7 +94,7 @@ pub(crate) async fn accept(
 #[expect(clippy::manual_async_fn, reason = "an async fn would hold its arguments twice")]
 fn serve(
     server: Arc<Inner>,
-    call: IncomingCall,
+    mut call: IncomingCall,
     streams_apart: Option<TaskTracker>,
 ) -> impl Future<Output = ()> + Send {
     // An async block rather than an `async fn`: such a function keeps each argument twice in its
@@ -109,7 +109,10 @@ fn serve(
             Err(e) => return call.reply.finish(Err(server.stamp(e))).await,
         };
         let deadline = call.head.timeout.map(|t| Instant::now() + t);
-        let ctx = Context::new(call.head.metadata.clone(), deadline.map(Instant::into_std), call.cancel.clone());
+        // The context takes the call's metadata and cancellation token rather than copies: the
+        // server watches the token through the context.
+        let metadata = std::mem::take(&mut call.head.metadata);
+        let ctx = Context::new(metadata, deadline.map(Instant::into_std), call.cancel);
         match handler {
             Handler::Unary(handler) => {
                 let request = ServerRequest {
@@ -117,19 +120,20 @@ fn serve(
                     endpoint: call.head.endpoint,
                     content_type: call.head.content_type,
                     body: Bytes::new(),
-                    context: ctx,
+                    context: ctx.clone(),
                 };
                 // Boxed, so the call's task stays under 1 KiB: glibc serves that from its caches,
                 // where a larger task made it consolidate its free lists on every call.
                 let work = Box::pin(unary(&server, &handler, request, call.requests));
-                match UntilDone::new(&server.options.name, deadline, &call.cancel, &server.force_stop, work).await {
+                let cancel = ctx.cancellation_token();
+                match UntilDone::new(&server.options.name, deadline, cancel, &server.force_stop, work).await {
                     Ok(response) => call.reply.answer(response.metadata, response.body).await,
                     Err(e) => call.reply.finish(Err(server.stamp(e))).await,
                 }
             }
             // Boxed: a stream's state would otherwise enlarge every unary call's task.
             Handler::Stream(handler) => {
-                let stream = serve_stream(server, handler, call, ctx, deadline);
+                let stream = serve_stream(server, handler, call.head, call.requests, call.reply, ctx, deadline);
                 match streams_apart {
                     Some(tasks) => drop(tasks.spawn(stream)),
                     None => Box::pin(stream).await,
@@ -143,14 +147,16 @@ fn serve(
 async fn serve_stream(
     server: Arc<Inner>,
     handler: StreamFn,
-    call: IncomingCall,
+    head: CallHead,
+    requests: Box<dyn MessageSource>,
+    reply: Box<dyn Reply>,
     ctx: Context,
     deadline: Option<Instant>,
 ) {
-    let IncomingCall { head, requests, reply, cancel } = call;
     let reply = SentReply::shared(reply);
-    let work = stream(&server, &head, handler, requests, reply.clone(), ctx);
-    let status = UntilDone::new(&server.options.name, deadline, &cancel, &server.force_stop, work).await;
+    let work = stream(&server, &head, handler, requests, reply.clone(), ctx.clone());
+    let status =
+        UntilDone::new(&server.options.name, deadline, ctx.cancellation_token(), &server.force_stop, work).await;
     let mut sent = reply.lock().await;
     if let Some(reply) = sent.reply.take() {
         reply.finish(status.map_err(|e| server.stamp(e))).await;
