@@ -70,7 +70,9 @@ where
         Some(self.encode_to_vec())
     }
     fn decode_protobuf(&mut self, body: &[u8]) -> Option<Result<(), prost::DecodeError>> {
-        Some(T::decode(body).map(|m| *self = m))
+        // Decoded in place: a new message would be moved into `self` and the old one dropped.
+        self.clear();
+        Some(self.merge(body))
     }
     fn as_serialize(&self) -> Option<&dyn erased_serde::Serialize> {
         Some(self)
