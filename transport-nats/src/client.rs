@@ -17,7 +17,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::frame::{
-    self, CALL, CONTENT_TYPE, CREDIT, ENDPOINT, KIND, LAST, REFUSED, REPLY, SERVICE, STREAM, TIMEOUT, WINDOW, header,
+    self, CONTENT_TYPE, CREDIT, ENDPOINT, KIND, LAST, REFUSED, REPLY, SERVICE, STREAM, TIMEOUT, WINDOW, header,
 };
 use crate::{nats_error, too_large, unary};
 
@@ -198,7 +198,7 @@ async fn route(mut replies: async_nats::Subscriber, calls: Arc<Calls>, node: Str
 
 impl NatsConnection {
     /// A new call's number and the subject its replies come to; the subject's last segment is
-    /// the call's id (see [`NatsConnection::call_id`]).
+    /// the call's id.
     fn next_call(&self) -> (u64, String) {
         let number = self.next.fetch_add(1, Ordering::Relaxed);
         let mut digits = itoa::Buffer::new();
@@ -209,19 +209,13 @@ impl NatsConnection {
         (number, reply)
     }
 
-    /// The id of the call whose replies come to `reply`.
-    fn call_id<'a>(&self, reply: &'a str) -> &'a str {
-        &reply[self.call_id_start..]
-    }
-
     /// Where the server takes the frames of call `number`: `<node>.c.<call id>`.
     fn frames_subject(&self, number: u64) -> String {
         format!("{}.c.{}{number}", self.node, &self.reply_prefix[self.call_id_start..])
     }
 
-    fn open_headers(&self, head: &CallHead, call_id: &str) -> HeaderMap {
+    fn open_headers(&self, head: &CallHead) -> HeaderMap {
         let mut headers = frame::kind("open");
-        headers.insert(CALL, call_id);
         headers.insert(SERVICE, head.service.as_str());
         headers.insert(ENDPOINT, head.endpoint.as_str());
         headers.insert(CONTENT_TYPE, head.content_type.as_str());
@@ -240,11 +234,10 @@ impl NatsConnection {
 impl Connection for NatsConnection {
     async fn open(&self, head: CallHead) -> Result<ClientCall> {
         let (number, reply) = self.next_call();
-        let call_id = self.call_id(&reply);
         let (tx, rx) = mpsc::unbounded_channel();
         let credit = Arc::new(Semaphore::new(WINDOW));
         self.calls.lock().insert(number, Route::Stream(tx, credit.clone()));
-        let open = self.open_headers(&head, call_id);
+        let open = self.open_headers(&head);
         if head.stream {
             self.client
                 .publish_with_reply_and_headers(self.open_subject.clone(), reply.clone(), open.clone(), Bytes::new())
@@ -281,7 +274,7 @@ impl Connection for NatsConnection {
     /// One message each way, without headers (see the `unary` module).
     async fn unary(&self, head: &CallHead, request: Bytes) -> Result<RawResponse> {
         let (number, reply) = self.next_call();
-        let payload = unary::encode_call(self.call_id(&reply), head, &request)?;
+        let payload = unary::encode_call(head, &request)?;
         if payload.len() > self.max {
             return Err(too_large(payload.len(), self.max));
         }

@@ -14,6 +14,7 @@
 //! A unary call sent with `Connection::unary` skips these frames: it is an `open` message
 //! without headers, answered by one message without headers (the unary module).
 //!
+//! A call's id is the last segment of its reply subject (the caller's inbox for the call).
 //! Metadata travels as `micro-md-<key>` headers. Each stream direction may have at most
 //! [`WINDOW`] messages unconsumed; the receiver returns credit as it consumes them.
 
@@ -26,7 +27,6 @@ use rmicro_core::metadata::Metadata;
 pub(crate) const WINDOW: usize = 32;
 
 pub(crate) const KIND: &str = "micro-kind";
-pub(crate) const CALL: &str = "micro-call";
 pub(crate) const SERVICE: &str = "micro-service";
 pub(crate) const ENDPOINT: &str = "micro-endpoint";
 pub(crate) const CONTENT_TYPE: &str = "micro-content-type";
@@ -38,6 +38,13 @@ pub(crate) const CREDIT: &str = "micro-credit";
 /// On an `end` frame: the call was refused before any handler saw it.
 pub(crate) const REFUSED: &str = "micro-refused";
 const METADATA_PREFIX: &str = "micro-md-";
+
+/// Where the id of the call whose replies go to `subject` (or whose frames go to
+/// `<node>.c.<id>`) starts: after the subject's last `.`. Searched from the end, where the id is
+/// short, rather than with a general search.
+pub(crate) fn call_id_start(subject: &str) -> usize {
+    subject.bytes().rposition(|b| b == b'.').map_or(0, |dot| dot + 1)
+}
 
 pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).map(|v| v.as_str())
@@ -77,6 +84,13 @@ pub(crate) fn parse_timeout(value: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_calls_id_is_the_last_segment_of_its_subject() {
+        for (subject, id) in [("_INBOX.a1.tok-7", "tok-7"), ("rmicro.node.n1.c.tok-7", "tok-7"), ("tok-7", "tok-7")] {
+            assert_eq!(&subject[call_id_start(subject)..], id);
+        }
+    }
 
     #[test]
     fn metadata_round_trips_through_headers() {

@@ -2,7 +2,9 @@
 //! frames of calls in progress (`<node>.c.<call>`) in the order the caller sent them, whatever
 //! the number of calls.
 
+use std::borrow::Borrow;
 use std::future::Future;
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,16 +22,52 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::frame::{
-    self, CALL, CONTENT_TYPE, CREDIT, ENDPOINT, KIND, LAST, REPLY, SERVICE, STREAM, TIMEOUT, WINDOW, header,
-};
+use crate::frame::{self, CONTENT_TYPE, CREDIT, ENDPOINT, KIND, LAST, REPLY, SERVICE, STREAM, TIMEOUT, WINDOW, header};
 use crate::{nats_error, too_large, unary};
 
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// The calls in progress on a listener, by call id.
 #[derive(Default)]
-struct Calls(Mutex<HashMap<Bytes, ServerCall>>);
+struct Calls(Mutex<HashMap<CallKey, ServerCall>>);
+
+/// A call's reply subject, which names the call by its last segment: keying the calls by it
+/// copies nothing, and the segment is found once.
+struct CallKey {
+    reply: Subject,
+    id_start: usize,
+}
+
+impl CallKey {
+    fn new(reply: Subject) -> CallKey {
+        let id_start = frame::call_id_start(&reply);
+        CallKey { reply, id_start }
+    }
+
+    fn id(&self) -> &str {
+        &self.reply[self.id_start..]
+    }
+}
+
+impl PartialEq for CallKey {
+    fn eq(&self, other: &CallKey) -> bool {
+        self.id() == other.id()
+    }
+}
+
+impl Eq for CallKey {}
+
+impl Hash for CallKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.id().hash(state);
+    }
+}
+
+impl Borrow<str> for CallKey {
+    fn borrow(&self) -> &str {
+        self.id()
+    }
+}
 
 struct ServerCall {
     requests: Option<mpsc::UnboundedSender<Bytes>>,
@@ -39,7 +77,7 @@ struct ServerCall {
 }
 
 impl Calls {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Bytes, ServerCall>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CallKey, ServerCall>> {
         self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
@@ -172,11 +210,13 @@ async fn open_unary(
         return refuse_with(client, inbox, true, Error::unavailable("the server is not accepting calls")).await;
     };
     let cancel = CancellationToken::new();
-    calls.lock().insert(call.call_id.clone(), ServerCall { requests: None, cancel: cancel.clone(), credit: None });
+    let key = CallKey::new(inbox.clone());
+    let call_id_start = key.id_start;
+    calls.lock().insert(key, ServerCall { requests: None, cancel: cancel.clone(), credit: None });
     let reply = NatsReply {
         client: client.clone(),
-        inbox: inbox.clone(),
-        call_id: call.call_id,
+        inbox,
+        call_id_start,
         form: Form::Unary,
         pending: (Metadata::new(), None),
         credit: None,
@@ -193,7 +233,6 @@ async fn open_unary(
 
 async fn open(client: &Arc<Client>, message: async_nats::Message, incoming: &Arrivals, calls: &Arc<Calls>, max: usize) {
     let (Some(headers), Some(inbox)) = (message.headers.as_ref(), message.reply.clone()) else { return };
-    let Some(call_id) = header(headers, CALL).map(|id| Bytes::copy_from_slice(id.as_bytes())) else { return };
     let Some(arrival) = incoming.reserve().await else {
         return refuse_with(client, inbox, false, Error::unavailable("the server is not accepting calls")).await;
     };
@@ -214,7 +253,9 @@ async fn open(client: &Arc<Client>, message: async_nats::Message, incoming: &Arr
             let _ = tx.send(message.payload.clone());
         }
     }
-    calls.lock().insert(call_id.clone(), ServerCall { requests, cancel: cancel.clone(), credit: credit.clone() });
+    let key = CallKey::new(inbox.clone());
+    let call_id_start = key.id_start;
+    calls.lock().insert(key, ServerCall { requests, cancel: cancel.clone(), credit: credit.clone() });
     let requests = StreamRequests {
         rx: requests_rx,
         cancel: cancel.clone(),
@@ -227,7 +268,7 @@ async fn open(client: &Arc<Client>, message: async_nats::Message, incoming: &Arr
     let reply = NatsReply {
         client: client.clone(),
         inbox,
-        call_id,
+        call_id_start,
         form: if head.stream { Form::Stream } else { Form::Headers },
         pending: (Metadata::new(), None),
         credit,
@@ -239,10 +280,9 @@ async fn open(client: &Arc<Client>, message: async_nats::Message, incoming: &Arr
 
 /// Hands a frame to its call; frames of calls that ended are dropped.
 fn frame_for(message: &async_nats::Message, calls: &Calls) {
-    let Some(call_id) = message.subject.rsplit('.').next() else { return };
     let Some(headers) = message.headers.as_ref() else { return };
     let mut calls = calls.lock();
-    let Some(call) = calls.get_mut(call_id.as_bytes()) else { return };
+    let Some(call) = calls.get_mut(&message.subject[frame::call_id_start(&message.subject)..]) else { return };
     match header(headers, KIND) {
         Some("msg") => {
             if let Some(tx) = &call.requests {
@@ -318,8 +358,10 @@ enum Form {
 struct NatsReply {
     /// Shared by every call of the listener: cloning an async-nats client per call costs more.
     client: Arc<Client>,
+    /// The caller's reply subject, whose last segment is the call's id.
     inbox: Subject,
-    call_id: Bytes,
+    /// Where the call's id starts in `inbox`.
+    call_id_start: usize,
     form: Form,
     pending: (Metadata, Option<Bytes>),
     credit: Option<Arc<Semaphore>>,
@@ -361,7 +403,7 @@ impl NatsReply {
     /// every call.
     fn end(&mut self, status: Result<()>) -> (Option<HeaderMap>, Bytes) {
         self.finished = true;
-        self.calls.lock().remove(&self.call_id);
+        self.calls.lock().remove(&self.inbox[self.call_id_start..]);
         match self.form {
             Form::Unary => {
                 let answer = match (&status, &self.pending.1) {
@@ -446,7 +488,7 @@ impl Drop for NatsReply {
         if self.finished {
             return;
         }
-        self.calls.lock().remove(&self.call_id);
+        self.calls.lock().remove(&self.inbox[self.call_id_start..]);
         let error = Error::unavailable("the server stopped before answering");
         let (client, inbox, form) = (self.client.clone(), self.inbox.clone(), self.form);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -478,8 +520,8 @@ mod tests {
         let reply = || {
             Box::new(NatsReply {
                 client: Arc::new(client.clone()),
-                inbox: Subject::from_static("inbox"),
-                call_id: Bytes::from_static(b"1"),
+                inbox: Subject::from_static("inbox.t-1"),
+                call_id_start: 6,
                 form: Form::Unary,
                 pending: (Metadata::new(), None),
                 credit: None,

@@ -1,25 +1,27 @@
 //! A unary call in one message each way, without NATS headers: an `open` message whose
 //! payload is the call's head and then the request, answered by one message whose payload is
-//! the status, the response metadata and then the response (or the error as JSON).
+//! the status, the response metadata and then the response (or the error as JSON). The call's
+//! id is the last segment of the message's reply subject, so it does not travel in the payload.
 //!
 //! Strings are a big-endian `u16` length and UTF-8 bytes; metadata is a `u16` count of key and
 //! value strings.
 //!
 //! | call | answer |
 //! |---|---|
-//! | `u8` flags (1: a timeout follows) | `u8` status: 0 OK, 1 error, 2 refused before any handler ran |
+//! | `u8` flags (1: a timeout follows; 2: a content type follows, else it is rmicro's default) | `u8` status: 0 OK, 1 error, 2 refused before any handler ran |
 //! | `u32` timeout in milliseconds, if flagged | metadata |
-//! | call id, service, endpoint, content type | the response, or the error as JSON |
+//! | service, endpoint, content type if flagged | the response, or the error as JSON |
 //! | metadata | |
 //! | the request | |
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use rmicro_core::client::RawResponse;
+use bytes::{Buf, Bytes};
+use rmicro_core::client::{DEFAULT_CONTENT_TYPE, RawResponse};
 use rmicro_core::metadata::Metadata;
 use rmicro_core::transport::CallHead;
 use rmicro_core::{Error, Result};
 
 const HAS_TIMEOUT: u8 = 1;
+const HAS_CONTENT_TYPE: u8 = 2;
 
 const OK: u8 = 0;
 const FAILED: u8 = 1;
@@ -28,23 +30,23 @@ const REFUSED: u8 = 2;
 /// A unary call as the server reads it.
 #[derive(Debug)]
 pub(crate) struct UnaryCall {
-    /// A slice of the message: it only names the call on the server, so it is not copied.
-    pub(crate) call_id: Bytes,
     pub(crate) head: CallHead,
     pub(crate) request: Bytes,
 }
 
-fn put_str(buf: &mut BytesMut, s: &str) -> Result<()> {
+/// Writes `s` with its length. Into a `Vec` rather than a `BytesMut`: with the capacity
+/// reserved up front, its appends compile to plain copies.
+fn put_str(buf: &mut Vec<u8>, s: &str) -> Result<()> {
     let len = u16::try_from(s.len())
         .map_err(|_| Error::bad_request(format!("{} bytes is too long for a call head", s.len())))?;
-    buf.put_u16(len);
-    buf.put_slice(s.as_bytes());
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(s.as_bytes());
     Ok(())
 }
 
-fn put_metadata(buf: &mut BytesMut, metadata: &Metadata) -> Result<()> {
+fn put_metadata(buf: &mut Vec<u8>, metadata: &Metadata) -> Result<()> {
     let count = u16::try_from(metadata.len()).map_err(|_| Error::bad_request("too many metadata pairs"))?;
-    buf.put_u16(count);
+    buf.extend_from_slice(&count.to_be_bytes());
     for (key, value) in metadata.iter() {
         put_str(buf, key)?;
         put_str(buf, value)?;
@@ -56,24 +58,24 @@ fn metadata_len(metadata: &Metadata) -> usize {
     metadata.iter().map(|(k, v)| 4 + k.len() + v.len()).sum::<usize>() + 2
 }
 
-/// The payload of a unary call with id `call_id`.
-pub(crate) fn encode_call(call_id: &str, head: &CallHead, request: &[u8]) -> Result<Bytes> {
-    let strings = [call_id, &head.service, &head.endpoint, &head.content_type];
-    let len = 5 + strings.iter().map(|s| 2 + s.len()).sum::<usize>() + metadata_len(&head.metadata) + request.len();
-    let mut buf = BytesMut::with_capacity(len);
-    match head.timeout {
-        Some(timeout) => {
-            buf.put_u8(HAS_TIMEOUT);
-            buf.put_u32(timeout.as_millis().clamp(1, u128::from(u32::MAX)) as u32);
-        }
-        None => buf.put_u8(0),
+/// The payload of a unary call.
+pub(crate) fn encode_call(head: &CallHead, request: &[u8]) -> Result<Bytes> {
+    let content_type = (head.content_type != DEFAULT_CONTENT_TYPE).then_some(head.content_type.as_str());
+    let strings = [Some(head.service.as_str()), Some(&head.endpoint), content_type];
+    let strings_len = strings.iter().flatten().map(|s| 2 + s.len()).sum::<usize>();
+    let mut buf = Vec::with_capacity(5 + strings_len + metadata_len(&head.metadata) + request.len());
+    let flags = if head.timeout.is_some() { HAS_TIMEOUT } else { 0 };
+    buf.push(flags | if content_type.is_some() { HAS_CONTENT_TYPE } else { 0 });
+    if let Some(timeout) = head.timeout {
+        let millis = timeout.as_millis().clamp(1, u128::from(u32::MAX)) as u32;
+        buf.extend_from_slice(&millis.to_be_bytes());
     }
-    for s in strings {
+    for s in strings.into_iter().flatten() {
         put_str(&mut buf, s)?;
     }
     put_metadata(&mut buf, &head.metadata)?;
-    buf.put_slice(request);
-    Ok(buf.freeze())
+    buf.extend_from_slice(request);
+    Ok(Bytes::from(buf))
 }
 
 /// The payload of the answer to a unary call: the response and its metadata, or the error
@@ -81,21 +83,20 @@ pub(crate) fn encode_call(call_id: &str, head: &CallHead, request: &[u8]) -> Res
 pub(crate) fn encode_answer(answer: std::result::Result<(&Metadata, &[u8]), (&Error, bool)>) -> Bytes {
     match answer {
         Ok((metadata, response)) => {
-            let mut buf = BytesMut::with_capacity(1 + metadata_len(metadata) + response.len());
-            buf.put_u8(OK);
+            let mut buf = Vec::with_capacity(1 + metadata_len(metadata) + response.len());
+            buf.push(OK);
             if let Err(e) = put_metadata(&mut buf, metadata) {
                 return encode_answer(Err((&e, false)));
             }
-            buf.put_slice(response);
-            buf.freeze()
+            buf.extend_from_slice(response);
+            Bytes::from(buf)
         }
         Err((error, refused)) => {
             let json = error.to_json();
-            let mut buf = BytesMut::with_capacity(3 + json.len());
-            buf.put_u8(if refused { REFUSED } else { FAILED });
-            buf.put_u16(0);
-            buf.put_slice(&json);
-            buf.freeze()
+            let mut buf = Vec::with_capacity(3 + json.len());
+            buf.extend_from_slice(&[if refused { REFUSED } else { FAILED }, 0, 0]);
+            buf.extend_from_slice(&json);
+            Bytes::from(buf)
         }
     }
 }
@@ -113,18 +114,15 @@ impl Reader {
         Ok(self.buf.get_u16())
     }
 
-    /// A length-prefixed run of bytes, shared with the message rather than copied.
-    fn bytes(&mut self, what: &str) -> std::result::Result<Bytes, String> {
+    /// A length-prefixed string, copied out of the message.
+    fn string(&mut self, what: &str) -> std::result::Result<String, String> {
         let len = usize::from(self.u16(what)?);
         if self.buf.remaining() < len {
             return Err(format!("the message ends inside its {what}"));
         }
-        Ok(self.buf.split_to(len))
-    }
-
-    fn string(&mut self, what: &str) -> std::result::Result<String, String> {
-        let bytes = self.bytes(what)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| format!("its {what} is not UTF-8"))
+        let string = std::str::from_utf8(&self.buf[..len]).map_err(|_| format!("its {what} is not UTF-8"))?.to_owned();
+        self.buf.advance(len);
+        Ok(string)
     }
 
     fn metadata(&mut self) -> std::result::Result<Metadata, String> {
@@ -153,16 +151,14 @@ pub(crate) fn decode_call(payload: Bytes) -> std::result::Result<UnaryCall, Stri
     } else {
         None
     };
-    let call_id = reader.bytes("call id")?;
-    let head = CallHead {
-        service: reader.string("service")?,
-        endpoint: reader.string("endpoint")?,
-        content_type: reader.string("content type")?,
-        metadata: reader.metadata()?,
-        timeout,
-        stream: false,
+    let service = reader.string("service")?;
+    let endpoint = reader.string("endpoint")?;
+    let content_type = match flags & HAS_CONTENT_TYPE {
+        0 => DEFAULT_CONTENT_TYPE.to_owned(),
+        _ => reader.string("content type")?,
     };
-    Ok(UnaryCall { call_id, head, request: reader.buf })
+    let head = CallHead { service, endpoint, content_type, metadata: reader.metadata()?, timeout, stream: false };
+    Ok(UnaryCall { head, request: reader.buf })
 }
 
 /// The answer in `payload`: the response, or the error the server sent.
@@ -200,8 +196,23 @@ mod tests {
             timeout: Some(Duration::from_millis(1500)),
             stream: false,
         };
-        let call = decode_call(encode_call("abc-1", &head, b"request").unwrap()).unwrap();
-        assert_eq!((&call.call_id[..], &call.head, &call.request[..]), (&b"abc-1"[..], &head, &b"request"[..]));
+        let call = decode_call(encode_call(&head, b"request").unwrap()).unwrap();
+        assert_eq!((&call.head, &call.request[..]), (&head, &b"request"[..]));
+    }
+
+    #[test]
+    fn the_default_content_type_is_left_out_of_a_call() {
+        let head = |content_type: &str| CallHead {
+            service: "greeter".into(),
+            endpoint: "Greeter.Hello".into(),
+            content_type: content_type.into(),
+            ..CallHead::default()
+        };
+        let (default, json) = (head(DEFAULT_CONTENT_TYPE), head("application/json"));
+        let (short, long) = (encode_call(&default, b"").unwrap(), encode_call(&json, b"").unwrap());
+        assert_eq!(long.len() - short.len(), 2 + "application/json".len());
+        assert_eq!(decode_call(short).unwrap().head, default);
+        assert_eq!(decode_call(long).unwrap().head, json);
     }
 
     #[test]
@@ -218,8 +229,9 @@ mod tests {
 
     #[test]
     fn truncated_messages_are_refused_with_a_reason() {
-        let head = CallHead { service: "greeter".into(), ..CallHead::default() };
-        let whole = encode_call("abc-1", &head, b"").unwrap();
+        let head =
+            CallHead { service: "greeter".into(), content_type: "application/json".into(), ..CallHead::default() };
+        let whole = encode_call(&head, b"").unwrap();
         for cut in 0..whole.len() {
             assert!(decode_call(whole.slice(..cut)).is_err(), "cut at {cut}");
         }
