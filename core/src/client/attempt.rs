@@ -45,10 +45,7 @@ impl Service<RawRequest> for Attempt {
 pub(crate) async fn unary(pool: &Pool, address: &str, head: &CallHead, body: Bytes) -> Result<RawResponse> {
     let conn = pool.get(address).await?;
     let answered = conn.unary(head, body).await;
-    if let Err(e) = &answered
-        && e.code == Code::Unavailable
-        && e.is_unsent()
-    {
+    if matches!(&answered, Err(e) if e.code == Code::Unavailable && e.is_unsent()) {
         pool.evict(address);
     }
     answered

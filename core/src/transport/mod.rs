@@ -100,8 +100,8 @@ pub trait Connection: Send + Sync + fmt::Debug {
         .await;
         // A request the other side stopped taking was answered already: its status says why.
         // Any other failure to send is the caller's answer, with nothing awaited.
-        if let Err(e) = &sent
-            && !matches!(e.code, crate::Code::Canceled | crate::Code::Unavailable)
+        if let Some(e) =
+            sent.as_ref().err().filter(|e| !matches!(e.code, crate::Code::Canceled | crate::Code::Unavailable))
         {
             return Err(e.clone());
         }
