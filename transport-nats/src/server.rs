@@ -80,6 +80,14 @@ impl Calls {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CallKey, ServerCall>> {
         self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    /// Adds the call whose replies go to `inbox`; returns where its id starts in `inbox`.
+    fn insert(&self, inbox: &Subject, call: ServerCall) -> usize {
+        let key = CallKey::new(inbox.clone());
+        let id_start = key.id_start;
+        self.lock().insert(key, call);
+        id_start
+    }
 }
 
 pub(crate) struct NatsListener {
@@ -210,9 +218,7 @@ async fn open_unary(
         return refuse_with(client, inbox, true, Error::unavailable("the server is not accepting calls")).await;
     };
     let cancel = CancellationToken::new();
-    let key = CallKey::new(inbox.clone());
-    let call_id_start = key.id_start;
-    calls.lock().insert(key, ServerCall { requests: None, cancel: cancel.clone(), credit: None });
+    let call_id_start = calls.insert(&inbox, ServerCall { requests: None, cancel: cancel.clone(), credit: None });
     let reply = NatsReply {
         client: client.clone(),
         inbox,
@@ -253,9 +259,7 @@ async fn open(client: &Arc<Client>, message: async_nats::Message, incoming: &Arr
             let _ = tx.send(message.payload.clone());
         }
     }
-    let key = CallKey::new(inbox.clone());
-    let call_id_start = key.id_start;
-    calls.lock().insert(key, ServerCall { requests, cancel: cancel.clone(), credit: credit.clone() });
+    let call_id_start = calls.insert(&inbox, ServerCall { requests, cancel: cancel.clone(), credit: credit.clone() });
     let requests = StreamRequests {
         rx: requests_rx,
         cancel: cancel.clone(),
@@ -380,6 +384,11 @@ impl NatsReply {
         self.client.publish_with_headers(self.inbox.clone(), headers, body).await.map_err(|e| nats_error("replying", e))
     }
 
+    /// Takes the call off the listener's calls in progress.
+    fn leave_calls(&self) {
+        self.calls.lock().remove(&self.inbox[self.call_id_start..]);
+    }
+
     fn end_frame(status: &Result<()>, metadata: &Metadata, reply: Option<Bytes>) -> (HeaderMap, Bytes) {
         let mut headers = frame::kind("end");
         frame::insert_metadata(&mut headers, metadata);
@@ -403,7 +412,7 @@ impl NatsReply {
     /// every call.
     fn end(&mut self, status: Result<()>) -> (Option<HeaderMap>, Bytes) {
         self.finished = true;
-        self.calls.lock().remove(&self.inbox[self.call_id_start..]);
+        self.leave_calls();
         match self.form {
             Form::Unary => {
                 let answer = match (&status, &self.pending.1) {
@@ -488,7 +497,7 @@ impl Drop for NatsReply {
         if self.finished {
             return;
         }
-        self.calls.lock().remove(&self.inbox[self.call_id_start..]);
+        self.leave_calls();
         let error = Error::unavailable("the server stopped before answering");
         let (client, inbox, form) = (self.client.clone(), self.inbox.clone(), self.form);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
