@@ -81,8 +81,6 @@ pub(crate) struct NatsConnection {
     /// `<inbox>.<token>-`: a call's reply subject is this and the call's number; the part from
     /// `<token>` on is the call's id on the server.
     reply_prefix: String,
-    /// Where the call id starts in a reply subject.
-    call_id_start: usize,
     calls: Arc<Calls>,
     next: AtomicU64,
     router: JoinHandle<()>,
@@ -122,7 +120,6 @@ pub(crate) async fn dial(
         node: node.to_owned(),
         open_subject: Subject::from(format!("{node}.open")),
         reply_prefix: format!("{inbox}.{token}-"),
-        call_id_start: inbox.len() + 1,
         calls,
         next: AtomicU64::new(0),
         router,
@@ -216,7 +213,8 @@ impl NatsConnection {
 
     /// Where the server takes the frames of call `number`: `<node>.c.<call id>`.
     fn frames_subject(&self, number: u64) -> String {
-        format!("{}.c.{}{number}", self.node, &self.reply_prefix[self.call_id_start..])
+        let token = &self.reply_prefix[frame::call_id_start(&self.reply_prefix)..];
+        format!("{}.c.{token}{number}", self.node)
     }
 
     fn open_headers(&self, head: &CallHead) -> HeaderMap {
