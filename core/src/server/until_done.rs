@@ -23,17 +23,26 @@ pin_project! {
     pub(crate) struct UntilDone<'a, F> {
         #[pin]
         work: CatchUnwind<AssertUnwindSafe<F>>,
+        // The watches and the timer are made on the first poll that finds the work waiting: a
+        // call that answers straight away has no use for them.
+        #[pin]
+        watching: Option<Watching<'a>>,
+        deadline: Option<Instant>,
+        cancel: &'a CancellationToken,
+        stop: &'a CancellationToken,
+        server: &'a str,
+    }
+}
+
+pin_project! {
+    /// What ends a call that waits, other than its work.
+    struct Watching<'a> {
         #[pin]
         cancelled: WaitForCancellationFuture<'a>,
         #[pin]
         stopped: WaitForCancellationFuture<'a>,
-        deadline: Option<Instant>,
-        // Made on the first poll that finds the work waiting: a timer costs a call that
-        // answers straight away for nothing.
         #[pin]
         expired: Option<Sleep>,
-        cancel: &'a CancellationToken,
-        server: &'a str,
     }
 }
 
@@ -47,15 +56,7 @@ impl<'a, T, F: Future<Output = Result<T>>> UntilDone<'a, F> {
         stop: &'a CancellationToken,
         work: F,
     ) -> UntilDone<'a, F> {
-        UntilDone {
-            work: AssertUnwindSafe(work).catch_unwind(),
-            cancelled: cancel.cancelled(),
-            stopped: stop.cancelled(),
-            deadline,
-            expired: None,
-            cancel,
-            server,
-        }
+        UntilDone { work: AssertUnwindSafe(work).catch_unwind(), watching: None, deadline, cancel, stop, server }
     }
 }
 
@@ -70,20 +71,29 @@ impl<T, F: Future<Output = Result<T>>> Future for UntilDone<'_, F> {
                 Err(Error::internal("the handler panicked"))
             }));
         }
-        if this.cancelled.poll(cx).is_ready() {
-            return Poll::Ready(Err(Error::canceled("the caller cancelled the call")));
-        }
-        if let Some(deadline) = this.deadline.take() {
-            this.expired.set(Some(tokio::time::sleep_until(deadline)));
-        }
-        if let Some(expired) = this.expired.as_pin_mut() {
-            if expired.poll(cx).is_ready() {
-                this.cancel.cancel();
-                return Poll::Ready(Err(Error::deadline_exceeded("the call's deadline passed while it was handled")));
+        loop {
+            let Some(watching) = this.watching.as_mut().as_pin_mut().map(|watching| watching.project()) else {
+                this.watching.set(Some(Watching {
+                    cancelled: this.cancel.cancelled(),
+                    stopped: this.stop.cancelled(),
+                    expired: this.deadline.map(tokio::time::sleep_until),
+                }));
+                continue;
+            };
+            if watching.cancelled.poll(cx).is_ready() {
+                return Poll::Ready(Err(Error::canceled("the caller cancelled the call")));
             }
+            if let Some(expired) = watching.expired.as_pin_mut() {
+                if expired.poll(cx).is_ready() {
+                    this.cancel.cancel();
+                    return Poll::Ready(Err(Error::deadline_exceeded(
+                        "the call's deadline passed while it was handled",
+                    )));
+                }
+            }
+            ready!(watching.stopped.poll(cx));
+            return Poll::Ready(Err(Error::unavailable("the server stopped before the call finished")));
         }
-        ready!(this.stopped.poll(cx));
-        Poll::Ready(Err(Error::unavailable("the server stopped before the call finished")))
     }
 }
 
@@ -114,6 +124,6 @@ mod tests {
         let mut done = pin!(UntilDone::new("test", Some(deadline), &cancel, &stop, async { Ok(7) }));
         let polled = done.as_mut().poll(&mut Context::from_waker(Waker::noop()));
         assert!(matches!(polled, Poll::Ready(Ok(7))));
-        assert!(done.expired.is_none(), "a timer was made for a call that never waited");
+        assert!(done.watching.is_none(), "a timer was made for a call that never waited");
     }
 }
