@@ -1,6 +1,6 @@
 //! On a current-thread runtime a call runs first on the task of the listener that received it.
 //! A panic while answering such a call must end that call only, as it would on a task of its
-//! own: the listener's task goes on taking calls.
+//! own: the listener's task goes on taking calls. Only a call that waits is reported running.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -13,7 +13,7 @@ use rmicro_core::Result;
 use rmicro_core::prelude::*;
 use rmicro_core::server::CallServer;
 use rmicro_core::transport::{
-    Accepting, Arrivals, CallHead, Connection, IncomingCall, Listener, OneMessage, Reply, arrivals,
+    Accepting, Arrivals, CallHead, Connection, IncomingCall, Listener, Reply, Requests, arrivals,
 };
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -107,26 +107,41 @@ impl Reply for ChannelReply {
 }
 
 fn echo_call(request: &'static [u8], reply: Box<dyn Reply>) -> IncomingCall {
+    call_to("Echo.Call", request, reply)
+}
+
+fn call_to(endpoint: &str, request: &'static [u8], reply: Box<dyn Reply>) -> IncomingCall {
     IncomingCall {
         head: CallHead {
             service: "echo".to_owned(),
-            endpoint: "Echo.Call".to_owned(),
+            endpoint: endpoint.to_owned(),
             content_type: "application/octet-stream".to_owned(),
             ..CallHead::default()
         },
-        requests: Box::new(OneMessage(Some(Bytes::from_static(request)))),
+        requests: Requests::Whole(Bytes::from_static(request)),
         reply,
         cancel: CancellationToken::new(),
     }
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn a_panic_while_answering_ends_only_that_call() {
+/// A started server of `Echo.Call` (answers at once) and `Echo.Wait` (answers after 20 ms) on
+/// a transport whose calls the test hands to the returned [`Arrivals`].
+async fn echo_server() -> (Arrivals, Server) {
     let (calls, accepting): (Arrivals, Accepting) = arrivals(8);
     let transport = HandOver { accepting: Mutex::new(Some(accepting)) };
     let server = Server::builder("echo").transport(Arc::new(transport)).build();
     server.handle("Echo.Call", |_ctx, request: Raw| async move { Ok(request) });
+    server.handle("Echo.Wait", |_ctx, request: Raw| async move {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        Ok(request)
+    });
     server.start().await.unwrap();
+    (calls, server)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_panic_while_answering_ends_only_that_call() {
+    let (calls, server) = echo_server().await;
 
     calls.reserve().await.expect("room for a call").spawn(echo_call(b"first", Box::new(PanickingReply)));
     let (answered, answer) = oneshot::channel();
@@ -134,5 +149,30 @@ async fn a_panic_while_answering_ends_only_that_call() {
 
     let answer = tokio::time::timeout(Duration::from_secs(5), answer).await.expect("the second call is served");
     assert_eq!(answer.expect("the second call is answered").unwrap(), Bytes::from_static(b"second"));
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn only_a_call_that_waits_is_reported_running() {
+    let (calls, server) = echo_server().await;
+    // The first call waits in the listener's queue until the server takes it, and from then on
+    // the server takes calls straight.
+    let (answered, answer) = oneshot::channel();
+    calls.reserve().await.expect("room for a call").spawn(echo_call(b"first", Box::new(ChannelReply(answered))));
+    answer.await.expect("the first call is answered").unwrap();
+
+    let (answered, mut answer) = oneshot::channel();
+    let mut running = false;
+    let call = call_to("Echo.Call", b"at once", Box::new(ChannelReply(answered)));
+    calls.reserve().await.expect("room for a call").spawn_with(call, || running = true);
+    assert!(!running, "a call answered on the listener's task was reported running");
+    assert_eq!(answer.try_recv().expect("answered at once").unwrap(), Bytes::from_static(b"at once"));
+
+    let (answered, answer) = oneshot::channel();
+    let call = call_to("Echo.Wait", b"later", Box::new(ChannelReply(answered)));
+    calls.reserve().await.expect("room for a call").spawn_with(call, || running = true);
+    assert!(running, "a call that waits was not reported running");
+    let answer = tokio::time::timeout(Duration::from_secs(5), answer).await.expect("the waiting call is served");
+    assert_eq!(answer.expect("the waiting call is answered").unwrap(), Bytes::from_static(b"later"));
     server.stop().await.unwrap();
 }

@@ -16,7 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use rmicro_core::metadata::Metadata;
 use rmicro_core::server::CallServer;
-use rmicro_core::transport::{Accepting, Arrivals, CallHead, IncomingCall, Listener, MessageSource, Reply};
+use rmicro_core::transport::{self, Accepting, Arrivals, CallHead, IncomingCall, Listener, MessageSource, Reply};
 use rmicro_core::{Error, Result};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -220,7 +220,10 @@ impl StreamingService<Bytes> for Dispatch {
             let (opened, opening) = oneshot::channel();
             let call = IncomingCall {
                 head,
-                requests: Box::new(Requests { stream: request.into_inner(), cancel: cancel.clone() }),
+                requests: transport::Requests::Stream(Box::new(Requests {
+                    stream: request.into_inner(),
+                    cancel: cancel.clone(),
+                })),
                 reply: Box::new(GrpcReply::Opening(Some(opened))),
                 cancel,
             };

@@ -43,7 +43,7 @@ async fn a_client_trusting_the_ca_calls_a_tls_server() {
     tokio::spawn(async move {
         while let Some(call) = listener.accept().await {
             let mut call = call;
-            let body = call.requests.recv().await.unwrap().unwrap();
+            let body = call.requests.into_source().recv().await.unwrap().unwrap();
             call.reply.send_header(Default::default()).await.unwrap();
             call.reply.send(body).await.unwrap();
             call.reply.finish(Ok(())).await;

@@ -16,7 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use rmicro_core::metadata::Metadata;
 use rmicro_core::server::CallServer;
-use rmicro_core::transport::{Accepting, Arrivals, CallHead, IncomingCall, Listener, MessageSource, OneMessage, Reply};
+use rmicro_core::transport::{Accepting, Arrivals, CallHead, IncomingCall, Listener, MessageSource, Reply, Requests};
 use rmicro_core::{Code, Error, Result};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -163,11 +163,13 @@ async fn serve(req: Request<Incoming>, calls: Arrivals, max: usize) -> Result<Re
     let content_type = head.content_type.clone();
     let body = req.into_body();
     let cancel = CancellationToken::new();
-    let requests: Box<dyn MessageSource> = if stream {
-        Box::new(FramedRequests { body: BodyStream::new(body), deframer: Deframer::new(max), cancel: cancel.clone() })
+    let requests = if stream {
+        let framed =
+            FramedRequests { body: BodyStream::new(body), deframer: Deframer::new(max), cancel: cancel.clone() };
+        Requests::Stream(Box::new(framed))
     } else {
         match Limited::new(body, max).collect().await {
-            Ok(collected) => Box::new(OneMessage(Some(collected.to_bytes()))),
+            Ok(collected) => Requests::Whole(collected.to_bytes()),
             Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
                 return Ok(wire::error_response(&wire::too_large(max + 1, max).with_id("rmicro.transport.http"), true));
             }

@@ -143,7 +143,7 @@ async fn route(mut replies: async_nats::Subscriber, calls: Arc<Calls>, node: Str
             let _ = answer.send(if no_responders {
                 Err(Error::unavailable(format!("nothing listens on {node}")).unsent())
             } else {
-                unary::decode_answer(message.payload)
+                unary::read_answer(message.headers.as_ref(), message.payload)
             });
             continue;
         }
@@ -274,7 +274,7 @@ impl Connection for NatsConnection {
         })
     }
 
-    /// One message each way, without headers (see the `unary` module).
+    /// One message each way (see the `unary` module).
     async fn unary(&self, head: &CallHead, request: Bytes) -> Result<RawResponse> {
         let (number, reply) = self.next_call();
         let payload = unary::encode_call(head, &request)?;

@@ -12,7 +12,7 @@
 //! | `end` | server | inbox | the status: empty body for OK, else the error as JSON; with `micro-reply`, the only response and its metadata too |
 //!
 //! A unary call sent with `Connection::unary` skips these frames: it is an `open` message
-//! without headers, answered by one message without headers (the unary module).
+//! without headers, answered by one message (the unary module).
 //!
 //! A call's id is the last segment of its reply subject (the caller's inbox for the call).
 //! Metadata travels as `micro-md-<key>` headers. Each stream direction may have at most

@@ -3,9 +3,10 @@
 //!
 //! A listener's address is a subject (`rmicro.node.<id>` unless given); a call is opened on it,
 //! and its frames then flow on `<node>.c.<call>` and on the caller's inbox (see the frame
-//! module for the protocol). A unary call is one message each way, without NATS headers: its
-//! head, metadata and request share one payload, and so do the answer's status, metadata and
-//! response (see the unary module). A stream's frames carry their metadata in NATS headers,
+//! module for the protocol). A unary call is one message each way: its head, metadata and
+//! request share one payload without NATS headers, and an OK answer without metadata is the
+//! response alone; any other answer frames its status, metadata and response (or error) in one
+//! payload (see the unary module). A stream's frames carry their metadata in NATS headers,
 //! and its messages flow within a window of credits, so neither side floods the other. Each
 //! listener holds one subscription and each dialled node one, whatever the number of calls: a
 //! call that ends leaves no subscription behind. The caller's remaining time travels with the

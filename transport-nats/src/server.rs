@@ -5,6 +5,7 @@
 use std::borrow::Borrow;
 use std::future::Future;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use futures::future::Either;
 use futures::{FutureExt, StreamExt};
 use rmicro_core::metadata::Metadata;
 use rmicro_core::server::CallServer;
-use rmicro_core::transport::{Accepting, Arrivals, CallHead, IncomingCall, Listener, MessageSource, OneMessage, Reply};
+use rmicro_core::transport::{Accepting, Arrivals, CallHead, IncomingCall, Listener, MessageSource, Reply, Requests};
 use rmicro_core::{Error, Result};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
@@ -27,9 +28,13 @@ use crate::{nats_error, too_large, unary};
 
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// The calls in progress on a listener, by call id.
+/// The calls in progress on a listener, by call id, and how many there are: a call's end looks
+/// for it only when there are any. A unary call served to its end at once is never listed.
 #[derive(Default)]
-struct Calls(Mutex<HashMap<CallKey, ServerCall>>);
+struct Calls {
+    calls: Mutex<HashMap<CallKey, ServerCall>>,
+    listed: AtomicUsize,
+}
 
 /// A call's reply subject, which names the call by its last segment: keying the calls by it
 /// copies nothing, and the segment is found once.
@@ -78,15 +83,23 @@ struct ServerCall {
 
 impl Calls {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CallKey, ServerCall>> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.calls.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Adds the call whose replies go to `inbox`; returns where its id starts in `inbox`.
-    fn insert(&self, inbox: &Subject, call: ServerCall) -> usize {
-        let key = CallKey::new(inbox.clone());
-        let id_start = key.id_start;
-        self.lock().insert(key, call);
-        id_start
+    fn insert(&self, key: CallKey, call: ServerCall) {
+        let mut calls = self.lock();
+        calls.insert(key, call);
+        self.listed.store(calls.len(), Ordering::Release);
+    }
+
+    /// Takes off the call whose id is `id`, if it is listed.
+    fn remove(&self, id: &str) {
+        if self.listed.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut calls = self.lock();
+        calls.remove(id);
+        self.listed.store(calls.len(), Ordering::Release);
     }
 }
 
@@ -183,13 +196,26 @@ async fn refuse(client: &Client, message: &async_nats::Message) {
 
 /// Sends `error` as the refusal of a call, in the call's own format.
 async fn refuse_with(client: &Client, inbox: Subject, unary: bool, error: Error) {
-    let _ = if unary {
-        client.publish(inbox, unary::encode_answer(Err((&error, true)))).await
+    let refusal = if unary {
+        unary::answer(Err((&error, true)))
     } else {
         let (mut headers, body) = NatsReply::end_frame(&Err(error), &Metadata::new(), None);
         headers.insert(crate::frame::REFUSED, "1");
-        client.publish_with_headers(inbox, headers, body).await
+        (Some(headers), body)
     };
+    let _ = publish(client, inbox, refusal).await;
+}
+
+/// Publishes a message with headers or, without, a plain one.
+fn publish(
+    client: &Client,
+    subject: Subject,
+    (headers, body): (Option<HeaderMap>, Bytes),
+) -> impl Future<Output = std::result::Result<(), async_nats::PublishError>> + Send + '_ {
+    match headers {
+        None => Either::Left(client.publish(subject, body)),
+        Some(headers) => Either::Right(client.publish_with_headers(subject, headers, body)),
+    }
 }
 
 /// Opens a unary call that came in one message without headers.
@@ -201,7 +227,7 @@ async fn open_unary(
     max: usize,
 ) {
     let Some(inbox) = message.reply else { return };
-    let answer_error = |error: Error| client.publish(inbox.clone(), unary::encode_answer(Err((&error, false))));
+    let answer_error = |error: Error| publish(client, inbox.clone(), unary::answer(Err((&error, false))));
     let call = match unary::decode_call(message.payload) {
         Ok(call) => call,
         Err(why) => {
@@ -218,23 +244,21 @@ async fn open_unary(
         return refuse_with(client, inbox, true, Error::unavailable("the server is not accepting calls")).await;
     };
     let cancel = CancellationToken::new();
-    let call_id_start = calls.insert(&inbox, ServerCall { requests: None, cancel: cancel.clone(), credit: None });
+    let key = CallKey::new(inbox.clone());
     let reply = NatsReply {
         client: client.clone(),
         inbox,
-        call_id_start,
+        call_id_start: key.id_start,
         form: Form::Unary,
         pending: (Metadata::new(), None),
         credit: None,
         calls: calls.clone(),
         finished: false,
     };
-    arrival.spawn(IncomingCall {
-        head: call.head,
-        requests: Box::new(OneMessage(Some(call.request))),
-        reply: Box::new(reply),
-        cancel,
-    });
+    let listed = ServerCall { requests: None, cancel: cancel.clone(), credit: None };
+    let call =
+        IncomingCall { head: call.head, requests: Requests::Whole(call.request), reply: Box::new(reply), cancel };
+    arrival.spawn_with(call, || calls.insert(key, listed));
 }
 
 async fn open(client: &Arc<Client>, message: async_nats::Message, incoming: &Arrivals, calls: &Arc<Calls>, max: usize) {
@@ -259,7 +283,9 @@ async fn open(client: &Arc<Client>, message: async_nats::Message, incoming: &Arr
             let _ = tx.send(message.payload.clone());
         }
     }
-    let call_id_start = calls.insert(&inbox, ServerCall { requests, cancel: cancel.clone(), credit: credit.clone() });
+    let key = CallKey::new(inbox.clone());
+    let call_id_start = key.id_start;
+    calls.insert(key, ServerCall { requests, cancel: cancel.clone(), credit: credit.clone() });
     let requests = StreamRequests {
         rx: requests_rx,
         cancel: cancel.clone(),
@@ -279,7 +305,12 @@ async fn open(client: &Arc<Client>, message: async_nats::Message, incoming: &Arr
         calls: calls.clone(),
         finished: false,
     };
-    arrival.spawn(IncomingCall { head, requests: Box::new(requests), reply: Box::new(reply), cancel });
+    arrival.spawn(IncomingCall {
+        head,
+        requests: Requests::Stream(Box::new(requests)),
+        reply: Box::new(reply),
+        cancel,
+    });
 }
 
 /// Hands a frame to its call; frames of calls that ended are dropped.
@@ -384,11 +415,6 @@ impl NatsReply {
         self.client.publish_with_headers(self.inbox.clone(), headers, body).await.map_err(|e| nats_error("replying", e))
     }
 
-    /// Takes the call off the listener's calls in progress.
-    fn leave_calls(&self) {
-        self.calls.lock().remove(&self.inbox[self.call_id_start..]);
-    }
-
     fn end_frame(status: &Result<()>, metadata: &Metadata, reply: Option<Bytes>) -> (HeaderMap, Bytes) {
         let mut headers = frame::kind("end");
         frame::insert_metadata(&mut headers, metadata);
@@ -405,24 +431,17 @@ impl NatsReply {
         }
     }
 
-    /// Ends the call with `status`: takes it off the listener and builds the message that tells
-    /// the caller, with the unary response and metadata held so far. Built apart from
-    /// [`deliver`](Self::deliver) so that a reply's future holds only the publish: a future of
-    /// 1 KiB or more is a large block to glibc, and taking one merges its small free blocks on
-    /// every call.
+    /// Ends the call with `status`: builds the message that tells the caller, with the unary
+    /// response and metadata held so far. Built apart from [`deliver`](Self::deliver) so that a
+    /// reply's future holds only the publish: a future of 1 KiB or more is a large block to glibc,
+    /// and taking one merges its small free blocks on every call.
     fn end(&mut self, status: Result<()>) -> (Option<HeaderMap>, Bytes) {
         self.finished = true;
-        self.leave_calls();
         match self.form {
-            Form::Unary => {
-                let answer = match (&status, &self.pending.1) {
-                    (Err(e), _) => unary::encode_answer(Err((e, false))),
-                    (Ok(()), response) => {
-                        unary::encode_answer(Ok((&self.pending.0, response.as_deref().unwrap_or_default())))
-                    }
-                };
-                (None, answer)
-            }
+            Form::Unary => match &status {
+                Err(e) => unary::answer(Err((e, false))),
+                Ok(()) => unary::answer(Ok((&self.pending.0, self.pending.1.take().unwrap_or_default()))),
+            },
             Form::Headers | Form::Stream => {
                 let reply = if self.form == Form::Headers { self.pending.1.take() } else { None };
                 let (headers, body) = NatsReply::end_frame(&status, &self.pending.0, reply);
@@ -433,15 +452,10 @@ impl NatsReply {
 
     /// Publishes what [`end`](Self::end) built; the future is async-nats's own publish, with
     /// nothing held beside it.
-    fn deliver(&self, (headers, body): (Option<HeaderMap>, Bytes)) -> impl Future<Output = ()> + Send + '_ {
-        let inbox = self.inbox.clone();
-        let publish = match headers {
-            None => Either::Left(self.client.publish(inbox.clone(), body)),
-            Some(headers) => Either::Right(self.client.publish_with_headers(inbox.clone(), headers, body)),
-        };
-        publish.map(move |sent| {
+    fn deliver(&self, last: (Option<HeaderMap>, Bytes)) -> impl Future<Output = ()> + Send + '_ {
+        publish(&self.client, self.inbox.clone(), last).map(move |sent| {
             if let Err(e) = sent {
-                tracing::warn!(%inbox, error = %e, "could not send a call's status");
+                tracing::warn!(inbox = %self.inbox, error = %e, "could not send a call's status");
             }
         })
     }
@@ -493,21 +507,25 @@ impl Reply for NatsReply {
 }
 
 impl Drop for NatsReply {
+    /// Takes the call off the listener's calls in progress, here rather than where its end is
+    /// built: a unary call that had to wait to send its end is listed only then. If the server
+    /// stopped before answering, tells the caller so.
     fn drop(&mut self) {
+        self.calls.remove(&self.inbox[self.call_id_start..]);
         if self.finished {
             return;
         }
-        self.leave_calls();
         let error = Error::unavailable("the server stopped before answering");
         let (client, inbox, form) = (self.client.clone(), self.inbox.clone(), self.form);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let _ = if form == Form::Unary {
-                    client.publish(inbox, unary::encode_answer(Err((&error, false)))).await
+                let answer = if form == Form::Unary {
+                    unary::answer(Err((&error, false)))
                 } else {
                     let (headers, body) = NatsReply::end_frame(&Err(error), &Metadata::new(), None);
-                    client.publish_with_headers(inbox, headers, body).await
+                    (Some(headers), body)
                 };
+                let _ = publish(&client, inbox, answer).await;
             });
         }
     }

@@ -1,5 +1,7 @@
-//! A unary call in one message each way, without NATS headers: an `open` message whose
-//! payload is the call's head and then the request, answered by one message whose payload is
+//! A unary call in one message each way: an `open` message without NATS headers whose payload
+//! is the call's head and then the request, answered by one message. An OK answer without
+//! metadata, the common case, is the response alone, without headers: nothing is copied to frame
+//! it. Any other answer carries the header `micro-kind: answer` and a payload framed as below:
 //! the status, the response metadata and then the response (or the error as JSON). The call's
 //! id is the last segment of the message's reply subject, so it does not travel in the payload.
 //!
@@ -14,11 +16,14 @@
 //! | metadata | |
 //! | the request | |
 
+use async_nats::HeaderMap;
 use bytes::{Buf, Bytes};
 use rmicro_core::client::{DEFAULT_CONTENT_TYPE, RawResponse};
 use rmicro_core::metadata::Metadata;
 use rmicro_core::transport::CallHead;
 use rmicro_core::{Error, Result};
+
+use crate::frame;
 
 const HAS_TIMEOUT: u8 = 1;
 const HAS_CONTENT_TYPE: u8 = 2;
@@ -78,9 +83,19 @@ pub(crate) fn encode_call(head: &CallHead, request: &[u8]) -> Result<Bytes> {
     Ok(Bytes::from(buf))
 }
 
-/// The payload of the answer to a unary call: the response and its metadata, or the error
+/// The answer to a unary call as a NATS message's headers and payload: the response alone when
+/// it is OK and has no metadata, else framed by [`encode_answer`].
+pub(crate) fn answer(answer: std::result::Result<(&Metadata, Bytes), (&Error, bool)>) -> (Option<HeaderMap>, Bytes) {
+    match answer {
+        Ok((metadata, response)) if metadata.is_empty() => (None, response),
+        Ok((metadata, response)) => (Some(frame::kind("answer")), encode_answer(Ok((metadata, &response)))),
+        Err(error) => (Some(frame::kind("answer")), encode_answer(Err(error))),
+    }
+}
+
+/// The payload of a framed answer to a unary call: the response and its metadata, or the error
 /// (`refused` when no handler saw the call, so the caller may send it elsewhere).
-pub(crate) fn encode_answer(answer: std::result::Result<(&Metadata, &[u8]), (&Error, bool)>) -> Bytes {
+fn encode_answer(answer: std::result::Result<(&Metadata, &[u8]), (&Error, bool)>) -> Bytes {
     match answer {
         Ok((metadata, response)) => {
             let mut buf = Vec::with_capacity(1 + metadata_len(metadata) + response.len());
@@ -161,8 +176,17 @@ pub(crate) fn decode_call(payload: Bytes) -> std::result::Result<UnaryCall, Stri
     Ok(UnaryCall { head, request: reader.buf })
 }
 
-/// The answer in `payload`: the response, or the error the server sent.
-pub(crate) fn decode_answer(payload: Bytes) -> Result<RawResponse> {
+/// The answer a message carries: the payload itself when the message has no headers, else the
+/// response or the error framed in the payload.
+pub(crate) fn read_answer(headers: Option<&HeaderMap>, payload: Bytes) -> Result<RawResponse> {
+    match headers {
+        None => Ok(RawResponse::new(Metadata::new(), payload)),
+        Some(_) => decode_answer(payload),
+    }
+}
+
+/// The framed answer in `payload`: the response, or the error the server sent.
+fn decode_answer(payload: Bytes) -> Result<RawResponse> {
     let malformed = |why: String| Error::internal(format!("the server's answer is malformed: {why}"));
     let mut reader = Reader { buf: payload };
     if !reader.buf.has_remaining() {
@@ -215,16 +239,31 @@ mod tests {
         assert_eq!(decode_call(long).unwrap().head, json);
     }
 
+    fn round_trip(sent: std::result::Result<(&Metadata, Bytes), (&Error, bool)>) -> Result<RawResponse> {
+        let (headers, payload) = answer(sent);
+        read_answer(headers.as_ref(), payload)
+    }
+
     #[test]
     fn answers_round_trip() {
         let metadata: Metadata = [("x-served-by", "n1")].into_iter().collect();
-        let answer = decode_answer(encode_answer(Ok((&metadata, b"response")))).unwrap();
+        let answer = round_trip(Ok((&metadata, Bytes::from_static(b"response")))).unwrap();
         assert_eq!(answer, RawResponse::new(metadata, Bytes::from_static(b"response")));
         let error = Error::not_found("no such user");
-        let failed = decode_answer(encode_answer(Err((&error, false)))).unwrap_err();
+        let failed = round_trip(Err((&error, false))).unwrap_err();
         assert_eq!((failed.code, failed.is_unsent()), (Code::NotFound, false));
-        let refused = decode_answer(encode_answer(Err((&error, true)))).unwrap_err();
+        let refused = round_trip(Err((&error, true))).unwrap_err();
         assert!(refused.is_unsent());
+    }
+
+    #[test]
+    fn an_ok_answer_without_metadata_is_the_response_alone() {
+        let response = Bytes::from_static(b"response");
+        let (headers, payload) = answer(Ok((&Metadata::new(), response.clone())));
+        assert!(headers.is_none());
+        assert_eq!(payload.as_ptr(), response.as_ptr(), "the response was copied");
+        let (headers, _) = answer(Ok((&[("x-served-by", "n1")].into_iter().collect(), response)));
+        assert_eq!(headers.as_ref().and_then(|h| frame::header(h, frame::KIND)), Some("answer"));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::{BufMut, Bytes};
 use rmicro_core::metadata::Metadata;
 use rmicro_core::server::CallServer;
-use rmicro_core::transport::{Accepting, Arrivals, CallHead, IncomingCall, Listener, MessageSource, OneMessage, Reply};
+use rmicro_core::transport::{Accepting, Arrivals, CallHead, IncomingCall, Listener, MessageSource, Reply, Requests};
 use rmicro_core::{Error, Result};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
@@ -259,13 +259,13 @@ impl ServerConnection {
         };
         let cancel = CancellationToken::new();
         let credit = head.stream.then(|| Arc::new(Semaphore::new(WINDOW as usize)));
-        let (requests, slot_requests): (Box<dyn MessageSource>, _) = match request {
-            Some(request) => (Box::new(OneMessage(Some(request))), None),
+        let (requests, slot_requests) = match request {
+            Some(request) => (Requests::Whole(request), None),
             None => {
                 let (tx, rx) = mpsc::unbounded_channel();
                 let requests =
                     StreamRequests { rx, cancel: cancel.clone(), connection: self.clone(), call, consumed: 0 };
-                (Box::new(requests), Some(tx))
+                (Requests::Stream(Box::new(requests)), Some(tx))
             }
         };
         self.calls().insert(call, Slot { requests: slot_requests, cancel: cancel.clone(), credit: credit.clone() });

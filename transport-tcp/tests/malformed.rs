@@ -50,7 +50,7 @@ fn serve(mut listener: Box<dyn Listener>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         while let Some(mut call) = listener.accept().await {
             tokio::spawn(async move {
-                let body = call.requests.recv().await.unwrap().unwrap_or_default();
+                let body = call.requests.into_source().recv().await.unwrap().unwrap_or_default();
                 if call.head.endpoint == "Echo.Slow" {
                     tokio::time::sleep(Duration::from_millis(300)).await;
                 }
@@ -146,7 +146,7 @@ async fn shutdown_finishes_calls_in_progress_and_refuses_new_ones() {
         let mut slow = listener.accept().await.unwrap();
         let _ = stop.send(());
         let handler = tokio::spawn(async move {
-            let body = slow.requests.recv().await.unwrap().unwrap();
+            let body = slow.requests.into_source().recv().await.unwrap().unwrap();
             tokio::time::sleep(Duration::from_millis(300)).await;
             slow.reply.send(body).await.unwrap();
             slow.reply.finish(Ok(())).await;

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::task::{Poll, Waker};
 
 use bytes::Bytes;
+use futures::future::Either;
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -19,7 +20,7 @@ use super::router::{ServerRequest, ServerResponse, find};
 use super::until_done::UntilDone;
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::transport::{CallHead, IncomingCall, Listener, MessageSource, Reply};
+use crate::transport::{CallHead, IncomingCall, Listener, MessageSource, Reply, Requests};
 
 /// Serves the calls a listener hands over: spawned, or on the listener's own task.
 #[derive(Clone, Debug)]
@@ -34,10 +35,12 @@ pub struct CallServer {
 impl CallServer {
     /// Serves `call` on a task of its own. On a current-thread runtime the call first runs on the
     /// listener's task, up to where it would wait: a handler that answers at once then costs no
-    /// task, and only a call that waits is moved to one.
-    pub(crate) fn spawn(&self, call: IncomingCall) {
+    /// task, and only a call that waits is moved to one. `if_running` runs before a call that
+    /// may go on is spawned.
+    pub(crate) fn spawn(&self, call: IncomingCall, if_running: impl FnOnce()) {
         let served = self.calls.track_future(serve(self.server.clone(), call, None));
         if !self.one_thread {
+            if_running();
             tokio::spawn(served);
             return;
         }
@@ -49,7 +52,10 @@ impl CallServer {
             catch_unwind(AssertUnwindSafe(|| served.as_mut().poll(&mut std::task::Context::from_waker(Waker::noop()))));
         match polled {
             Ok(Poll::Ready(())) => {}
-            Ok(Poll::Pending) => drop(tokio::spawn(served)),
+            Ok(Poll::Pending) => {
+                if_running();
+                drop(tokio::spawn(served));
+            }
             Err(_) => tracing::error!(server = %self.server.options.name, "serving a call panicked"),
         }
     }
@@ -79,7 +85,7 @@ pub(crate) async fn accept(
             call = listener.accept() => call,
         };
         match call {
-            Some(call) => call_server.spawn(call),
+            Some(call) => call_server.spawn(call, || {}),
             None => {
                 tracing::warn!(server = %call_server.server.options.name, "listener closed; no more calls are accepted");
                 return listener;
@@ -104,8 +110,8 @@ fn serve(
         if !server.accepting.load(Ordering::SeqCst) {
             return call.reply.finish(Err(server.stamp(Error::unavailable("server is shutting down")))).await;
         }
-        let handler = match find(&server.endpoints, &server.options.name, &call.head.endpoint) {
-            Ok(endpoint) => endpoint.handler.clone(),
+        let endpoint = match find(&server.endpoints, &server.options.name, &call.head.endpoint) {
+            Ok(endpoint) => endpoint,
             Err(e) => return call.reply.finish(Err(server.stamp(e))).await,
         };
         let deadline = call.head.timeout.map(|t| Instant::now() + t);
@@ -113,18 +119,26 @@ fn serve(
         // server watches the token through the context.
         let metadata = std::mem::take(&mut call.head.metadata);
         let ctx = Context::new(metadata, deadline.map(Instant::into_std), call.cancel);
-        match handler {
+        match &endpoint.handler {
             Handler::Unary(handler) => {
-                let request = ServerRequest {
+                let mut request = ServerRequest {
                     service: call.head.service,
                     endpoint: call.head.endpoint,
                     content_type: call.head.content_type,
                     body: Bytes::new(),
                     context: ctx.clone(),
                 };
-                // Boxed, so the call's task stays under 1 KiB: glibc serves that from its caches,
-                // where a larger task made it consolidate its free lists on every call.
-                let work = Box::pin(unary(&server, &handler, request, call.requests));
+                // A request that came whole, with no layers to pass, goes straight to its
+                // handler. Otherwise the work is boxed, so the call's task stays under 1 KiB:
+                // glibc serves that from its caches, where a larger task made it consolidate its
+                // free lists on every call.
+                let work = match (&server.layers, call.requests) {
+                    (None, Requests::Whole(body)) => {
+                        request.body = body;
+                        Either::Left(server.router.run(handler, request))
+                    }
+                    (_, requests) => Either::Right(Box::pin(unary(&server, handler, request, requests))),
+                };
                 let cancel = ctx.cancellation_token();
                 match UntilDone::new(&server.options.name, deadline, cancel, &server.force_stop, work).await {
                     Ok(response) => call.reply.answer(response.metadata, response.body).await,
@@ -133,7 +147,8 @@ fn serve(
             }
             // Boxed: a stream's state would otherwise enlarge every unary call's task.
             Handler::Stream(handler) => {
-                let stream = serve_stream(server, handler, call.head, call.requests, call.reply, ctx, deadline);
+                let requests = call.requests.into_source();
+                let stream = serve_stream(server, handler.clone(), call.head, requests, call.reply, ctx, deadline);
                 match streams_apart {
                     Some(tasks) => drop(tasks.spawn(stream)),
                     None => Box::pin(stream).await,
@@ -170,13 +185,13 @@ fn unary<'a>(
     server: &'a Inner,
     handler: &'a UnaryFn,
     mut request: ServerRequest,
-    mut requests: Box<dyn MessageSource>,
+    requests: Requests,
 ) -> impl Future<Output = Result<ServerResponse>> + Send + 'a {
     // An async block for the reason `serve` is one.
     async move {
-        request.body = match requests.take_whole() {
-            Some(body) => body,
-            None => {
+        request.body = match requests {
+            Requests::Whole(body) => body,
+            Requests::Stream(mut requests) => {
                 let body = requests.recv().await?;
                 // Reading to the end, rather than dropping the rest, lets HTTP/2 close the
                 // stream cleanly: an unread request body makes the server reset it, and hyper

@@ -89,7 +89,8 @@ async fn echo_server(t: &TransportUnderTest) -> (String, mpsc::UnboundedReceiver
 }
 
 async fn serve_echo(call: IncomingCall, hung: mpsc::UnboundedSender<Hung>) {
-    let IncomingCall { head, mut requests, mut reply, cancel } = call;
+    let IncomingCall { head, requests, mut reply, cancel } = call;
+    let mut requests = requests.into_source();
     if head.endpoint == "Echo.Answer" {
         return match requests.recv().await {
             Ok(Some(body)) => reply.answer(echoed_metadata(&head), body).await,

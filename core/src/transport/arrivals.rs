@@ -60,9 +60,20 @@ impl Arrival<'_> {
     /// Hands the call over; the server serves it on a task of its own (on a current-thread
     /// runtime, first on the caller's task, up to where the call would wait).
     pub fn spawn(self, call: IncomingCall) {
+        self.spawn_with(call, || {});
+    }
+
+    /// As [`spawn`](Self::spawn), and runs `if_running` when the call may go on after this
+    /// returns, before it can go on: not for a call served to its end on the caller's task. A
+    /// transport keeps there what only a call in progress needs, such as where a cancel from the
+    /// caller finds it.
+    pub fn spawn_with(self, call: IncomingCall, if_running: impl FnOnce()) {
         match self {
-            Arrival::Served(server) => server.spawn(call),
-            Arrival::Queued(permit) => permit.send(call),
+            Arrival::Served(server) => server.spawn(call, if_running),
+            Arrival::Queued(permit) => {
+                if_running();
+                permit.send(call);
+            }
         }
     }
 

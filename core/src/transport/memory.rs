@@ -13,7 +13,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::{
     CallHead, ClientCall, Connection, DEFAULT_MAX_MESSAGE_SIZE, IncomingCall, Listener, MessageSink, MessageSource,
-    Reply, Transport, too_large,
+    Reply, Requests, Transport, too_large,
 };
 use crate::error::{Code, Error, Result};
 use crate::metadata::Metadata;
@@ -146,11 +146,11 @@ impl Connection for MemoryConnection {
         let cancel = CancellationToken::new();
         let incoming = IncomingCall {
             head,
-            requests: Box::new(Requests {
+            requests: Requests::Stream(Box::new(QueuedRequests {
                 rx: request_rx,
                 cancel: cancel.clone(),
                 max_message_size: self.max_message_size,
-            }),
+            })),
             reply: Box::new(MemoryReply { frames: frame_tx.clone() }),
             cancel: cancel.clone(),
         };
@@ -192,14 +192,14 @@ impl MessageSink for RequestSink {
 }
 
 #[derive(Debug)]
-struct Requests {
+struct QueuedRequests {
     rx: mpsc::Receiver<Bytes>,
     cancel: CancellationToken,
     max_message_size: usize,
 }
 
 #[async_trait]
-impl MessageSource for Requests {
+impl MessageSource for QueuedRequests {
     async fn recv(&mut self) -> Result<Option<Bytes>> {
         match self.rx.recv().await {
             Some(message) if message.len() > self.max_message_size => {

@@ -133,29 +133,40 @@ pub trait MessageSource: Send + fmt::Debug {
     /// status arrives as `Err`; on the server, a caller that went away arrives as
     /// [`Code::Canceled`](crate::Code::Canceled).
     async fn recv(&mut self) -> Result<Option<Bytes>>;
-    /// A unary request that arrived whole, taken at once, with nothing after it: the server then
-    /// skips the two waits of [`recv`](Self::recv). `None` when messages must be received.
-    fn take_whole(&mut self) -> Option<Bytes> {
-        None
-    }
     /// The response header (client side): set once the first message or the status arrived.
     fn header(&self) -> Option<&Metadata> {
         None
     }
 }
 
-/// A source of exactly one message: a unary call's request that arrived whole.
+/// The request messages of an incoming call.
 #[derive(Debug)]
-pub struct OneMessage(pub Option<Bytes>);
+pub enum Requests {
+    /// A unary call's one request, arrived whole: the server reads it without waiting, and
+    /// nothing is boxed for it.
+    Whole(Bytes),
+    /// Messages as they arrive: a stream's, or a request the transport receives in parts.
+    Stream(Box<dyn MessageSource>),
+}
+
+impl Requests {
+    /// The messages as a source to receive from, however they came.
+    pub fn into_source(self) -> Box<dyn MessageSource> {
+        match self {
+            Requests::Whole(request) => Box::new(OneMessage(Some(request))),
+            Requests::Stream(source) => source,
+        }
+    }
+}
+
+/// A source of exactly one message.
+#[derive(Debug)]
+struct OneMessage(Option<Bytes>);
 
 #[async_trait]
 impl MessageSource for OneMessage {
     async fn recv(&mut self) -> Result<Option<Bytes>> {
         Ok(self.0.take())
-    }
-
-    fn take_whole(&mut self) -> Option<Bytes> {
-        self.0.take()
     }
 }
 
@@ -196,7 +207,7 @@ pub struct IncomingCall {
     /// What is called, with the caller's metadata and remaining time.
     pub head: CallHead,
     /// Request messages from the client.
-    pub requests: Box<dyn MessageSource>,
+    pub requests: Requests,
     /// The answer.
     pub reply: Box<dyn Reply>,
     /// Fires when the caller goes away before the call finished.
