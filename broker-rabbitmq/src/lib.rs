@@ -8,7 +8,11 @@
 //! an error the caller can retry. Deliveries are acked after the handler returns `Ok` (auto) or
 //! when it acks; a failed handler or a nack requeues the message. Each subscription keeps its
 //! own connection and, when it drops, reconnects with backoff and declares its exchange, queue
-//! and binding again before consuming; the publisher reconnects on its next publish.
+//! and binding again before consuming; the publisher reconnects on its next publish. Every
+//! exchange with the broker has an answer timeout (10 s by default), so a broker that takes the
+//! connection and says nothing (as RabbitMQ can while it starts) is an `Unavailable` error, not
+//! a wait forever; a subscription also checks its connection's state every second rather than
+//! trusting the consumer's stream alone to end when the connection drops.
 //!
 //! # Example
 //!
@@ -26,7 +30,7 @@
 //! # Configuration
 //!
 //! [`RabbitConfig`]: the AMQP URL (credentials, vhost; `amqps://` for TLS), the exchange, the
-//! prefetch (QoS) per subscription. Through the `rmicro` facade:
+//! prefetch (QoS) per subscription, the answer timeout. Through the `rmicro` facade:
 //! `MICRO_BROKER=rabbitmq MICRO_BROKER_ADDRESS=amqp://guest:guest@127.0.0.1:5672/%2f`.
 //!
 //! # Capabilities
@@ -46,6 +50,7 @@ mod subscription;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use lapin::Confirmation;
@@ -68,6 +73,10 @@ pub struct RabbitConfig {
     pub exchange: String,
     /// Unacked deliveries a subscription may hold (QoS prefetch).
     pub prefetch: u16,
+    /// How long one exchange with RabbitMQ (connecting, a declaration, a publisher confirm, an
+    /// ack) may take before it counts as failed: a broker that is still starting can accept a
+    /// connection and not answer on it, and a connection that died can leave lapin waiting.
+    pub answer_timeout: Duration,
 }
 
 impl fmt::Debug for RabbitConfig {
@@ -82,14 +91,20 @@ impl fmt::Debug for RabbitConfig {
             .field("url", &url)
             .field("exchange", &self.exchange)
             .field("prefetch", &self.prefetch)
+            .field("answer_timeout", &self.answer_timeout)
             .finish()
     }
 }
 
 impl RabbitConfig {
-    /// The broker at `url`, exchange `micro`, prefetch 16.
+    /// The broker at `url`, exchange `micro`, prefetch 16, answers awaited 10 seconds.
     pub fn new(url: impl Into<String>) -> RabbitConfig {
-        RabbitConfig { url: url.into(), exchange: "micro".to_owned(), prefetch: 16 }
+        RabbitConfig {
+            url: url.into(),
+            exchange: "micro".to_owned(),
+            prefetch: 16,
+            answer_timeout: Duration::from_secs(10),
+        }
     }
 
     /// Uses the topic exchange `name`.
@@ -101,6 +116,12 @@ impl RabbitConfig {
     /// Sets the prefetch (QoS) of each subscription.
     pub fn prefetch(mut self, prefetch: u16) -> RabbitConfig {
         self.prefetch = prefetch;
+        self
+    }
+
+    /// Sets how long one exchange with RabbitMQ may take before it counts as failed.
+    pub fn answer_timeout(mut self, timeout: Duration) -> RabbitConfig {
+        self.answer_timeout = timeout;
         self
     }
 }
@@ -132,21 +153,35 @@ pub(crate) fn metadata_of(table: Option<&FieldTable>) -> Metadata {
         .collect()
 }
 
+/// Waits for `operation` at most `timeout`; an error or no answer is `Unavailable`.
+pub(crate) async fn answered<T>(
+    timeout: Duration,
+    doing: &str,
+    operation: impl Future<Output = lapin::Result<T>>,
+) -> Result<T> {
+    match tokio::time::timeout(timeout, operation).await {
+        Ok(answer) => answer.map_err(|e| amqp_error(doing, e)),
+        Err(_) => Err(amqp_error(doing, format!("no answer within {timeout:?}"))),
+    }
+}
+
 /// Opens a connection and a channel on which the exchange exists.
 pub(crate) async fn open(config: &RabbitConfig) -> Result<(Connection, Channel)> {
-    let connection = Connection::connect(&config.url, ConnectionProperties::default())
-        .await
-        .map_err(|e| amqp_error("connecting", e))?;
-    let channel = connection.create_channel().await.map_err(|e| amqp_error("opening a channel", e))?;
-    channel
-        .exchange_declare(
+    let wait = config.answer_timeout;
+    let connection =
+        answered(wait, "connecting", Connection::connect(&config.url, ConnectionProperties::default())).await?;
+    let channel = answered(wait, "opening a channel", connection.create_channel()).await?;
+    answered(
+        wait,
+        "declaring the exchange",
+        channel.exchange_declare(
             ShortString::from(config.exchange.as_str()),
             ExchangeKind::Topic,
             ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() },
             FieldTable::default(),
-        )
-        .await
-        .map_err(|e| amqp_error("declaring the exchange", e))?;
+        ),
+    )
+    .await?;
     Ok((connection, channel))
 }
 
@@ -178,10 +213,12 @@ impl RabbitBroker {
             }
         }
         let (connection, channel) = open(&self.config).await?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(|e| amqp_error("enabling publisher confirms", e))?;
+        answered(
+            self.config.answer_timeout,
+            "enabling publisher confirms",
+            channel.confirm_select(ConfirmSelectOptions::default()),
+        )
+        .await?;
         *publisher = Some((connection, channel.clone()));
         Ok(channel)
     }
@@ -203,7 +240,8 @@ impl Broker for RabbitBroker {
 
     async fn disconnect(&self) -> Result<()> {
         if let Some((connection, _)) = self.publisher.lock().await.take() {
-            let _ = connection.close(200, ShortString::from("bye")).await;
+            let _ =
+                answered(self.config.answer_timeout, "closing", connection.close(200, ShortString::from("bye"))).await;
         }
         Ok(())
     }
@@ -211,25 +249,25 @@ impl Broker for RabbitBroker {
     async fn publish(&self, topic: &str, message: Message) -> Result<()> {
         let channel = self.publishing_channel().await?;
         let properties = BasicProperties::default().with_headers(headers_of(&message.headers)).with_delivery_mode(2);
-        let confirm = channel
-            .basic_publish(
-                ShortString::from(self.config.exchange.as_str()),
-                ShortString::from(topic),
-                BasicPublishOptions::default(),
-                &message.body,
-                properties,
-            )
-            .await;
-        let confirmation = match confirm {
-            Ok(confirm) => confirm.await,
-            Err(e) => Err(e),
-        };
+        let confirmation = answered(self.config.answer_timeout, "publishing (not confirmed)", async {
+            channel
+                .basic_publish(
+                    ShortString::from(self.config.exchange.as_str()),
+                    ShortString::from(topic),
+                    BasicPublishOptions::default(),
+                    &message.body,
+                    properties,
+                )
+                .await?
+                .await
+        })
+        .await;
         match confirmation {
             Ok(Confirmation::Ack(_)) | Ok(Confirmation::NotRequested) => Ok(()),
             Ok(Confirmation::Nack(_)) => Err(amqp_error("publishing", "the broker nacked the message")),
             Err(e) => {
                 self.publisher.lock().await.take();
-                Err(amqp_error("publishing (not confirmed)", e))
+                Err(e)
             }
         }
     }

@@ -17,12 +17,16 @@ use rmicro_core::broker::{
     AckMode, Acknowledger, Delivery, Handler, Message, SubscribeOptions, Subscription, WorkerSubscription,
     handle_safely,
 };
+use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use crate::{RabbitConfig, amqp_error, metadata_of, open};
+use crate::{RabbitConfig, amqp_error, answered, metadata_of, open};
 
 const RECONNECT_MIN: Duration = Duration::from_millis(200);
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
+/// How often a consuming subscription looks at its connection's state: the consumer's stream is
+/// not trusted alone to end when the connection drops.
+const LIVENESS_CHECK: Duration = Duration::from_secs(1);
 
 /// What one subscription consumes from.
 #[derive(Clone)]
@@ -36,10 +40,8 @@ impl Binding {
     /// Connects, declares the queue, binds it and starts consuming.
     async fn consume(&self) -> Result<(Connection, Channel, Consumer)> {
         let (connection, channel) = open(&self.config).await?;
-        channel
-            .basic_qos(self.config.prefetch, BasicQosOptions::default())
-            .await
-            .map_err(|e| amqp_error("setting prefetch", e))?;
+        let wait = self.config.answer_timeout;
+        answered(wait, "setting prefetch", channel.basic_qos(self.config.prefetch, BasicQosOptions::default())).await?;
         let (name, options) = match &self.queue {
             Some(group) => (
                 format!("{group}.{}", self.topic),
@@ -50,25 +52,36 @@ impl Binding {
                 QueueDeclareOptions { exclusive: true, auto_delete: true, ..QueueDeclareOptions::default() },
             ),
         };
-        let queue = channel
-            .queue_declare(ShortString::from(name), options, FieldTable::default())
-            .await
-            .map_err(|e| amqp_error("declaring a queue", e))?;
+        let queue = answered(
+            wait,
+            "declaring a queue",
+            channel.queue_declare(ShortString::from(name), options, FieldTable::default()),
+        )
+        .await?;
         let queue_name = queue.name().clone();
-        channel
-            .queue_bind(
+        answered(
+            wait,
+            "binding a queue",
+            channel.queue_bind(
                 queue_name.clone(),
                 ShortString::from(self.config.exchange.as_str()),
                 ShortString::from(self.topic.as_str()),
                 QueueBindOptions::default(),
                 FieldTable::default(),
-            )
-            .await
-            .map_err(|e| amqp_error("binding a queue", e))?;
-        let consumer = channel
-            .basic_consume(queue_name, ShortString::from(""), BasicConsumeOptions::default(), FieldTable::default())
-            .await
-            .map_err(|e| amqp_error("consuming", e))?;
+            ),
+        )
+        .await?;
+        let consumer = answered(
+            wait,
+            "consuming",
+            channel.basic_consume(
+                queue_name,
+                ShortString::from(""),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            ),
+        )
+        .await?;
         Ok((connection, channel, consumer))
     }
 }
@@ -93,6 +106,7 @@ async fn run(
     ack: AckMode,
     stop: CancellationToken,
 ) {
+    let wait = binding.config.answer_timeout;
     let mut current = Some(first);
     let mut backoff = RECONNECT_MIN;
     loop {
@@ -117,15 +131,24 @@ async fn run(
                 }
             }
         };
+        let mut liveness = tokio::time::interval(LIVENESS_CHECK);
+        liveness.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let next = tokio::select! {
                 biased;
                 _ = stop.cancelled() => {
-                    let _ = channel.basic_cancel(consumer.tag(), BasicCancelOptions::default()).await;
-                    let _ = connection.close(200, ShortString::from("unsubscribed")).await;
+                    let _ = answered(wait, "cancelling", channel.basic_cancel(consumer.tag(), BasicCancelOptions::default())).await;
+                    let _ = answered(wait, "closing", connection.close(200, ShortString::from("unsubscribed"))).await;
                     return;
                 }
                 next = consumer.next() => next,
+                _ = liveness.tick() => {
+                    if connection.status().connected() && channel.status().connected() {
+                        continue;
+                    }
+                    tracing::warn!(topic = %binding.topic, "the RabbitMQ connection is down; reconnecting");
+                    break;
+                }
             };
             let delivery = match next {
                 Some(Ok(delivery)) => delivery,
@@ -142,15 +165,16 @@ async fn run(
             let attempt = if delivery.redelivered { 2 } else { 1 };
             let acker = Arc::new(delivery.acker);
             let manual = (ack == AckMode::Manual)
-                .then(|| Box::new(RabbitAcker { acker: Some(acker.clone()) }) as Box<dyn Acknowledger>);
+                .then(|| Box::new(RabbitAcker { acker: Some(acker.clone()), wait }) as Box<dyn Acknowledger>);
             let outcome = handle_safely(&*handler, Delivery::new(&binding.topic, message, attempt, manual)).await;
             if ack == AckMode::Auto {
                 let settled = match &outcome {
-                    Ok(()) => acker.ack(BasicAckOptions::default()).await,
-                    Err(_) => acker.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await,
+                    Ok(()) => settle(wait, "acking", acker.ack(BasicAckOptions::default())).await,
+                    Err(_) => settle(wait, "nacking", acker.nack(requeue())).await,
                 };
                 if let Err(e) = settled {
                     tracing::warn!(topic = %binding.topic, error = %e, "settling a delivery failed; RabbitMQ will deliver it again");
+                    break;
                 }
             }
             if let Err(e) = outcome {
@@ -160,9 +184,24 @@ async fn run(
     }
 }
 
+/// Sends an ack or a nack. lapin answers `false` when the delivery's channel has already failed:
+/// the message was not settled, and RabbitMQ will deliver it again.
+async fn settle(wait: Duration, doing: &str, sent: impl Future<Output = lapin::Result<bool>>) -> Result<()> {
+    match answered(wait, doing, sent).await? {
+        true => Ok(()),
+        false => Err(amqp_error(doing, "the delivery's channel is closed; RabbitMQ will deliver the message again")),
+    }
+}
+
+/// A nack that puts the message back in its queue.
+fn requeue() -> BasicNackOptions {
+    BasicNackOptions { requeue: true, ..BasicNackOptions::default() }
+}
+
 /// Settles a delivery by hand; dropped unsettled, it requeues the message.
 struct RabbitAcker {
     acker: Option<Arc<lapin::Acker>>,
+    wait: Duration,
 }
 
 impl std::fmt::Debug for RabbitAcker {
@@ -175,18 +214,14 @@ impl std::fmt::Debug for RabbitAcker {
 impl Acknowledger for RabbitAcker {
     async fn ack(&mut self) -> Result<()> {
         match self.acker.take() {
-            Some(acker) => acker.ack(BasicAckOptions::default()).await.map(|_| ()).map_err(|e| amqp_error("acking", e)),
+            Some(acker) => settle(self.wait, "acking", acker.ack(BasicAckOptions::default())).await,
             None => Ok(()),
         }
     }
 
     async fn nack(&mut self) -> Result<()> {
         match self.acker.take() {
-            Some(acker) => acker
-                .nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() })
-                .await
-                .map(|_| ())
-                .map_err(|e| amqp_error("nacking", e)),
+            Some(acker) => settle(self.wait, "nacking", acker.nack(requeue())).await,
             None => Ok(()),
         }
     }
@@ -195,9 +230,10 @@ impl Acknowledger for RabbitAcker {
 impl Drop for RabbitAcker {
     fn drop(&mut self) {
         if let Some(acker) = self.acker.take() {
+            let wait = self.wait;
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 runtime.spawn(async move {
-                    let _ = acker.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await;
+                    let _ = answered(wait, "nacking", acker.nack(requeue())).await;
                 });
             }
         }

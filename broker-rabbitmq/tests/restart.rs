@@ -25,6 +25,7 @@ async fn rabbitmqctl(command: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_confirmed_is_lost_across_a_broker_restart() {
+    tracing_subscriber::fmt().with_test_writer().with_env_filter("rmicro_broker_rabbitmq=debug,lapin=info").init();
     let topic = unique("restart");
     let received: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let seen = received.clone();
@@ -75,4 +76,13 @@ async fn nothing_confirmed_is_lost_across_a_broker_restart() {
     assert!(failures > 0, "the restart interrupted publishing");
     assert!((0..400).all(|i| counts.contains_key(&format!("m{i}"))));
     subscription.unsubscribe().await.unwrap();
+    delete_queue(&format!("survivors.{topic}")).await;
+}
+
+/// Deletes a durable group queue, which outlives its subscriptions by design.
+async fn delete_queue(name: &str) {
+    let connection = lapin::Connection::connect(&url(), lapin::ConnectionProperties::default()).await.unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel.queue_delete(name.into(), lapin::options::QueueDeleteOptions::default()).await.unwrap();
+    connection.close(200, "done".into()).await.unwrap();
 }
