@@ -30,7 +30,7 @@
 //! # Configuration
 //!
 //! [`RabbitConfig`]: the AMQP URL (credentials, vhost; `amqps://` for TLS), the exchange, the
-//! prefetch (QoS) per subscription, the answer timeout. Through the `rmicro` facade:
+//! prefetch (QoS) per subscription, the answer timeout, how long an unused group queue is kept. Through the `rmicro` facade:
 //! `MICRO_BROKER=rabbitmq MICRO_BROKER_ADDRESS=amqp://guest:guest@127.0.0.1:5672/%2f`.
 //!
 //! # Capabilities
@@ -77,6 +77,10 @@ pub struct RabbitConfig {
     /// ack) may take before it counts as failed: a broker that is still starting can accept a
     /// connection and not answer on it, and a connection that died can leave lapin waiting.
     pub answer_timeout: Duration,
+    /// How long a queue group's durable queue outlives its last member (RabbitMQ's `x-expires`,
+    /// messages waiting in it included); `None` keeps it until it is deleted by hand. RabbitMQ
+    /// refuses to declare an existing queue again with another value.
+    pub group_idle: Option<Duration>,
 }
 
 impl fmt::Debug for RabbitConfig {
@@ -92,18 +96,21 @@ impl fmt::Debug for RabbitConfig {
             .field("exchange", &self.exchange)
             .field("prefetch", &self.prefetch)
             .field("answer_timeout", &self.answer_timeout)
+            .field("group_idle", &self.group_idle)
             .finish()
     }
 }
 
 impl RabbitConfig {
-    /// The broker at `url`, exchange `micro`, prefetch 16, answers awaited 10 seconds.
+    /// The broker at `url`, exchange `micro`, prefetch 16, answers awaited 10 seconds, group
+    /// queues kept until deleted.
     pub fn new(url: impl Into<String>) -> RabbitConfig {
         RabbitConfig {
             url: url.into(),
             exchange: "micro".to_owned(),
             prefetch: 16,
             answer_timeout: Duration::from_secs(10),
+            group_idle: None,
         }
     }
 
@@ -116,6 +123,12 @@ impl RabbitConfig {
     /// Sets the prefetch (QoS) of each subscription.
     pub fn prefetch(mut self, prefetch: u16) -> RabbitConfig {
         self.prefetch = prefetch;
+        self
+    }
+
+    /// Deletes a queue group's queue once no member has consumed from it for `idle`.
+    pub fn group_idle(mut self, idle: Duration) -> RabbitConfig {
+        self.group_idle = Some(idle);
         self
     }
 

@@ -10,7 +10,7 @@ use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, QueueBindOptions,
     QueueDeclareOptions,
 };
-use lapin::types::{FieldTable, ShortString};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, Connection, Consumer};
 use rmicro_core::Result;
 use rmicro_core::broker::{
@@ -42,22 +42,26 @@ impl Binding {
         let (connection, channel) = open(&self.config).await?;
         let wait = self.config.answer_timeout;
         answered(wait, "setting prefetch", channel.basic_qos(self.config.prefetch, BasicQosOptions::default())).await?;
+        let mut arguments = FieldTable::default();
         let (name, options) = match &self.queue {
-            Some(group) => (
-                format!("{group}.{}", self.topic),
-                QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() },
-            ),
+            Some(group) => {
+                if let Some(idle) = self.config.group_idle {
+                    let millis = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX).max(1);
+                    arguments.insert(ShortString::from("x-expires"), AMQPValue::LongLongInt(millis));
+                }
+                (
+                    format!("{group}.{}", self.topic),
+                    QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() },
+                )
+            }
             None => (
                 String::new(),
                 QueueDeclareOptions { exclusive: true, auto_delete: true, ..QueueDeclareOptions::default() },
             ),
         };
-        let queue = answered(
-            wait,
-            "declaring a queue",
-            channel.queue_declare(ShortString::from(name), options, FieldTable::default()),
-        )
-        .await?;
+        let queue =
+            answered(wait, "declaring a queue", channel.queue_declare(ShortString::from(name), options, arguments))
+                .await?;
         let queue_name = queue.name().clone();
         answered(
             wait,

@@ -45,7 +45,7 @@ async fn a_killed_subscriber_loses_nothing() {
     let topic = unique("alo");
     let file = std::env::temp_dir().join(format!("{topic}.log"));
     let mut first = recorder(&topic, &file).await;
-    let broker = RabbitBroker::new(RabbitConfig::new(url()).exchange("rmicro-alo"));
+    let broker = RabbitBroker::new(RabbitConfig::new(url()).exchange("rmicro-alo").group_idle(Duration::from_secs(60)));
     for i in 0..1_000 {
         broker.publish(&topic, Message::new(format!("m{i}"))).await.unwrap();
     }

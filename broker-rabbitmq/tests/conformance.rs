@@ -1,7 +1,9 @@
 //! The RabbitMQ broker against the core broker suite on the real broker at
-//! `MICRO_TEST_AMQP_URL` (default `amqp://guest:guest@127.0.0.1:5672/%2f`).
+//! `MICRO_TEST_AMQP_URL` (default `amqp://guest:guest@127.0.0.1:5672/%2f`). Group queues are
+//! deleted a minute after their last member leaves, so runs leave none behind.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rmicro_broker_rabbitmq::{RabbitBroker, RabbitConfig};
 use rmicro_core::broker::Broker;
@@ -11,7 +13,8 @@ fn url() -> String {
 }
 
 rmicro_core::broker_conformance!(|| async {
-    let broker = RabbitBroker::new(RabbitConfig::new(url()).exchange("rmicro-conformance"));
+    let broker =
+        RabbitBroker::new(RabbitConfig::new(url()).exchange("rmicro-conformance").group_idle(Duration::from_secs(60)));
     broker.connect().await.unwrap_or_else(|e| panic!("RabbitMQ at {}: {e}", url()));
     Arc::new(broker) as Arc<dyn Broker>
 });
