@@ -37,28 +37,28 @@ struct Binding {
 }
 
 impl Binding {
+    /// The queue to declare: a group's durable queue, kept while unused for `group_idle` when
+    /// set, or an exclusive queue of the subscription's own that the broker names.
+    fn queue(&self) -> (String, QueueDeclareOptions, FieldTable) {
+        let Some(group) = &self.queue else {
+            let options = QueueDeclareOptions { exclusive: true, auto_delete: true, ..QueueDeclareOptions::default() };
+            return (String::new(), options, FieldTable::default());
+        };
+        let mut arguments = FieldTable::default();
+        if let Some(idle) = self.config.group_idle {
+            let millis = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX).max(1);
+            arguments.insert(ShortString::from("x-expires"), AMQPValue::LongLongInt(millis));
+        }
+        let options = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
+        (format!("{group}.{}", self.topic), options, arguments)
+    }
+
     /// Connects, declares the queue, binds it and starts consuming.
     async fn consume(&self) -> Result<(Connection, Channel, Consumer)> {
         let (connection, channel) = open(&self.config).await?;
         let wait = self.config.answer_timeout;
         answered(wait, "setting prefetch", channel.basic_qos(self.config.prefetch, BasicQosOptions::default())).await?;
-        let mut arguments = FieldTable::default();
-        let (name, options) = match &self.queue {
-            Some(group) => {
-                if let Some(idle) = self.config.group_idle {
-                    let millis = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX).max(1);
-                    arguments.insert(ShortString::from("x-expires"), AMQPValue::LongLongInt(millis));
-                }
-                (
-                    format!("{group}.{}", self.topic),
-                    QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() },
-                )
-            }
-            None => (
-                String::new(),
-                QueueDeclareOptions { exclusive: true, auto_delete: true, ..QueueDeclareOptions::default() },
-            ),
-        };
+        let (name, options, arguments) = self.queue();
         let queue =
             answered(wait, "declaring a queue", channel.queue_declare(ShortString::from(name), options, arguments))
                 .await?;
