@@ -196,14 +196,20 @@ async fn refuse(client: &Client, message: &async_nats::Message) {
 
 /// Sends `error` as the refusal of a call, in the call's own format.
 async fn refuse_with(client: &Client, inbox: Subject, unary: bool, error: Error) {
-    let refusal = if unary {
-        unary::answer(Err((&error, true)))
-    } else {
-        let (mut headers, body) = NatsReply::end_frame(&Err(error), &Metadata::new(), None);
+    let _ = publish(client, inbox, failure(unary, error, true)).await;
+}
+
+/// The message that ends a call with `error`, in the call's own format (a unary answer, or an
+/// `end` frame); `refused` when no handler saw the call, so the caller may send it elsewhere.
+fn failure(unary: bool, error: Error, refused: bool) -> (Option<HeaderMap>, Bytes) {
+    if unary {
+        return unary::answer(Err((&error, refused)));
+    }
+    let (mut headers, body) = NatsReply::end_frame(&Err(error), &Metadata::new(), None);
+    if refused {
         headers.insert(crate::frame::REFUSED, "1");
-        (Some(headers), body)
-    };
-    let _ = publish(client, inbox, refusal).await;
+    }
+    (Some(headers), body)
 }
 
 /// Publishes a message with headers or, without, a plain one.
@@ -519,13 +525,7 @@ impl Drop for NatsReply {
         let (client, inbox, form) = (self.client.clone(), self.inbox.clone(), self.form);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let answer = if form == Form::Unary {
-                    unary::answer(Err((&error, false)))
-                } else {
-                    let (headers, body) = NatsReply::end_frame(&Err(error), &Metadata::new(), None);
-                    (Some(headers), body)
-                };
-                let _ = publish(&client, inbox, answer).await;
+                let _ = publish(&client, inbox, failure(form == Form::Unary, error, false)).await;
             });
         }
     }
