@@ -10,12 +10,12 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use tokio::time::Instant;
 use tower::ServiceExt;
-use tower::retry::budget::{Budget, TpsBudget};
 use tower_service::Service;
 
 use super::ClientService;
 use super::attempt;
 use super::backoff::Backoff;
+use super::budget::RetryBudget;
 use super::call::{RawRequest, RawResponse};
 use super::fail_mode::FailMode;
 use super::pool::Pool;
@@ -35,7 +35,7 @@ pub(crate) struct Dispatch {
     pub(crate) attempt_layers: Option<ClientService>,
     pub(crate) pool: Arc<Pool>,
     pub(crate) backoff: Backoff,
-    pub(crate) budget: Arc<TpsBudget>,
+    pub(crate) budget: Arc<RetryBudget>,
 }
 
 pub(crate) fn deadline_exceeded(service: &str, endpoint: &str) -> Error {

@@ -24,6 +24,7 @@
 
 mod attempt;
 mod backoff;
+mod budget;
 mod call;
 mod dispatch;
 mod fail_mode;
@@ -42,7 +43,6 @@ use futures::FutureExt;
 use futures::future::Either;
 use tokio::time::Instant;
 use tower::ServiceExt;
-use tower::retry::budget::TpsBudget;
 use tower::util::BoxCloneSyncService;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -62,6 +62,7 @@ pub use fanout::FanoutReply;
 pub use stream::Streaming;
 
 use attempt::Attempt;
+use budget::RetryBudget;
 use dispatch::{Dispatch, Outgoing};
 use pool::Pool;
 use stream::bad_response;
@@ -242,7 +243,7 @@ pub struct ClientBuilder {
     fail_mode: Option<FailMode>,
     idempotent: HashSet<String>,
     backoff: Option<Backoff>,
-    budget: Option<TpsBudget>,
+    budget: Option<RetryBudget>,
     pool_size: Option<usize>,
     pool_idle_ttl: Option<Duration>,
     layers: Vec<LayerFn>,
@@ -332,9 +333,10 @@ impl ClientBuilder {
 
     /// Caps retries (and hedges) to `percent` of calls plus `min_per_sec`, over a sliding `window`
     /// (default: 10 s window, 10 per second, 10 %), so a struggling service is not hit by a
-    /// storm of retries.
+    /// storm of retries. The window is kept between 1 and 60 s and `percent` (a fraction: 0.1
+    /// is 10 %) between 0 and 1000.
     pub fn retry_budget(mut self, window: Duration, min_per_sec: u32, percent: f32) -> ClientBuilder {
-        self.budget = Some(TpsBudget::new(window, min_per_sec, percent));
+        self.budget = Some(RetryBudget::new(window, min_per_sec, percent));
         self
     }
 
@@ -400,7 +402,7 @@ impl ClientBuilder {
             attempt_layers,
             pool,
             backoff: self.backoff.unwrap_or_default(),
-            budget: Arc::new(self.budget.unwrap_or_else(|| TpsBudget::new(Duration::from_secs(10), 10, 0.1))),
+            budget: Arc::new(self.budget.unwrap_or_else(|| RetryBudget::new(Duration::from_secs(10), 10, 0.1))),
         };
         let layers = (!self.layers.is_empty()).then(|| wrap(&self.layers, BoxCloneSyncService::new(dispatch.clone())));
         Client {
