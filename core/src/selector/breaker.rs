@@ -5,6 +5,10 @@
 //! `error_rate` (rpcx's `NewRateBreaker(0.95, 100)`). An open circuit gets no traffic for
 //! `cool_down`; then it is half-open and lets one probe call through: success closes it,
 //! failure opens it again.
+//!
+//! Only nodes that failed lately have a circuit: the calls are counted from a node's first
+//! failure, and a circuit whose last `min_samples` calls all succeeded is dropped. So while no
+//! node fails, as is usual, recording a call takes no lock.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -91,6 +95,11 @@ impl Circuit {
         self.open_until.is_some() || self.half_open
     }
 
+    /// Closed, with no failure among the calls it remembers: nothing to keep.
+    fn is_clean(&self) -> bool {
+        self.failures == 0 && self.consecutive == 0 && !self.tripped() && !self.probing
+    }
+
     /// Counts a finished call and opens or closes the circuit accordingly.
     fn record(&mut self, policy: &BreakerPolicy, failed: bool, service: &str, node: &str) {
         if self.half_open {
@@ -130,10 +139,22 @@ pub(crate) struct Breakers {
     circuits: Mutex<Circuits>,
     /// How many circuits are tripped. While none is, as is usual, picking a node takes no lock.
     tripped: AtomicUsize,
+    /// How many circuits there are. While there is none, a success takes no lock.
+    listed: AtomicUsize,
 }
 
 fn circuit<'a>(circuits: &'a Circuits, service: &str, node: &str) -> Option<&'a Circuit> {
     circuits.get(service)?.get(node)
+}
+
+/// Drops `node`'s circuit, and `service`'s map once it has none left.
+fn forget(circuits: &mut Circuits, service: &str, node: &str) {
+    if let Some(nodes) = circuits.get_mut(service) {
+        nodes.remove(node);
+        if nodes.is_empty() {
+            circuits.remove(service);
+        }
+    }
 }
 
 fn circuit_mut<'a>(circuits: &'a mut Circuits, service: &str, node: &str) -> Option<&'a mut Circuit> {
@@ -142,7 +163,7 @@ fn circuit_mut<'a>(circuits: &'a mut Circuits, service: &str, node: &str) -> Opt
 
 impl Breakers {
     pub(crate) fn new(policy: BreakerPolicy) -> Breakers {
-        Breakers { policy, circuits: Mutex::default(), tripped: AtomicUsize::new(0) }
+        Breakers { policy, ..Breakers::default() }
     }
 
     fn circuits(&self) -> std::sync::MutexGuard<'_, Circuits> {
@@ -189,28 +210,32 @@ impl Breakers {
     /// Records a finished call: `Some(true)` failed, `Some(false)` succeeded, `None` gave no
     /// verdict (cancelled).
     pub(crate) fn record(&self, service: &str, node: &str, failed: Option<bool>) {
-        let mut circuits = self.circuits();
-        let Some(failed) = failed else {
-            if let Some(c) = circuit_mut(&mut circuits, service, node) {
-                c.probing = false;
-            }
+        if failed != Some(true) && self.listed.load(Ordering::Relaxed) == 0 {
             return;
-        };
-        let nodes = match circuits.get_mut(service) {
-            Some(nodes) => nodes,
-            None => circuits.entry(service.to_owned()).or_default(),
-        };
-        let c = match nodes.get_mut(node) {
-            Some(c) => c,
-            None => nodes.entry(node.to_owned()).or_default(),
+        }
+        let mut circuits = self.circuits();
+        let c = match (circuit_mut(&mut circuits, service, node), failed) {
+            (Some(c), _) => c,
+            (None, Some(true)) => {
+                self.listed.fetch_add(1, Ordering::Relaxed);
+                circuits.entry(service.to_owned()).or_default().entry(node.to_owned()).or_default()
+            }
+            (None, _) => return,
         };
         let was_tripped = c.tripped();
-        c.record(&self.policy, failed, service, node);
+        match failed {
+            Some(failed) => c.record(&self.policy, failed, service, node),
+            None => c.probing = false,
+        }
         match (was_tripped, c.tripped()) {
             (false, true) => self.tripped.fetch_add(1, Ordering::Relaxed),
             (true, false) => self.tripped.fetch_sub(1, Ordering::Relaxed),
             _ => 0,
         };
+        if c.is_clean() {
+            forget(&mut circuits, service, node);
+            self.listed.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn state(&self, service: &str, node: &str) -> CircuitState {
@@ -220,6 +245,7 @@ impl Breakers {
     pub(crate) fn reset(&self, service: &str) {
         if let Some(nodes) = self.circuits().remove(service) {
             self.tripped.fetch_sub(nodes.values().filter(|c| c.tripped()).count(), Ordering::Relaxed);
+            self.listed.fetch_sub(nodes.len(), Ordering::Relaxed);
         }
     }
 }
@@ -251,9 +277,29 @@ mod tests {
     async fn opens_on_error_rate_over_the_window() {
         let b = Breakers::new(BreakerPolicy::new(1000, 0.5, 10, Duration::from_secs(5)));
         for i in 0..10 {
-            b.record("s", "n", Some(i % 2 == 1));
+            b.record("s", "n", Some(i % 2 == 0));
         }
-        assert_eq!(b.state("s", "n"), CircuitState::Open);
+        assert_eq!(b.state("s", "n"), CircuitState::Closed, "a success never opens a circuit");
+        b.record("s", "n", Some(true));
+        assert_eq!(b.state("s", "n"), CircuitState::Open, "5 of the last 10 failed");
+    }
+
+    #[test]
+    fn only_nodes_that_failed_lately_have_a_circuit() {
+        let b = Breakers::new(BreakerPolicy::new(5, 0.95, 4, Duration::from_secs(5)));
+        for _ in 0..100 {
+            b.record("s", "n", Some(false));
+        }
+        assert!(b.circuits().is_empty(), "successes of a healthy node are not kept");
+        b.record("s", "n", Some(true));
+        b.record("s", "n", None);
+        for _ in 0..3 {
+            b.record("s", "n", Some(false));
+        }
+        assert_eq!(b.listed.load(Ordering::Relaxed), 1, "the failure is among the last 4 calls");
+        b.record("s", "n", Some(false));
+        assert!(b.circuits().is_empty(), "the failure left the window");
+        assert_eq!(b.listed.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test(start_paused = true)]
