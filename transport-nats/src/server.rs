@@ -5,7 +5,7 @@
 use std::borrow::Borrow;
 use std::future::Future;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -107,7 +107,9 @@ pub(crate) struct NatsListener {
     subject: String,
     incoming: Accepting,
     task: JoinHandle<()>,
-    accepting: CancellationToken,
+    /// Set once the listener shuts down: opens are refused from then on. A flag rather than a
+    /// cancellation token, which takes a lock to be read, as every open reads it.
+    stopped: Arc<AtomicBool>,
     calls: Arc<Calls>,
 }
 
@@ -139,7 +141,7 @@ impl Listener for NatsListener {
 
     /// Stops taking calls, then keeps serving frames until the calls in progress end.
     async fn shutdown(self: Box<Self>) {
-        self.accepting.cancel();
+        self.stopped.store(true, Ordering::Release);
         let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
         while !self.calls.lock().is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -158,10 +160,10 @@ pub(crate) async fn listen(client: Client, address: &str, max: usize) -> Result<
     client.flush().await.map_err(|e| nats_error("flushing a subscription", e))?;
     let calls = Arc::new(Calls::default());
     let (tx, incoming) = rmicro_core::transport::arrivals(1024);
-    let accepting = CancellationToken::new();
+    let stopped = Arc::new(AtomicBool::new(false));
     let task =
-        tokio::spawn(serve(Arc::new(client), subject.clone(), subscription, tx, calls.clone(), accepting.clone(), max));
-    Ok(NatsListener { subject, incoming, task, accepting, calls })
+        tokio::spawn(serve(Arc::new(client), subject.clone(), subscription, tx, calls.clone(), stopped.clone(), max));
+    Ok(NatsListener { subject, incoming, task, stopped, calls })
 }
 
 /// Takes opens and frames in arrival order.
@@ -171,13 +173,13 @@ async fn serve(
     mut subscription: async_nats::Subscriber,
     incoming: Arrivals,
     calls: Arc<Calls>,
-    stopped: CancellationToken,
+    stopped: Arc<AtomicBool>,
     max: usize,
 ) {
     let open_subject = format!("{subject}.open");
     while let Some(message) = subscription.next().await {
         if message.subject.as_str() == open_subject {
-            match (stopped.is_cancelled(), message.headers.is_none()) {
+            match (stopped.load(Ordering::Acquire), message.headers.is_none()) {
                 (true, _) => refuse(&client, &message).await,
                 (false, true) => open_unary(&client, message, &incoming, &calls, max).await,
                 (false, false) => open(&client, message, &incoming, &calls, max).await,
