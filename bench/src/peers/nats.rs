@@ -11,10 +11,16 @@ async fn connect(url: &str) -> Result<async_nats::Client, String> {
     async_nats::connect(url).await.map_err(|e| format!("NATS at {url}: {e}"))
 }
 
+/// The subjects a server process answers on start with this (rmicro's listener takes it as its
+/// address).
+pub(crate) fn subject_prefix() -> String {
+    format!("bench.{}", std::process::id())
+}
+
 /// Subscribes `<prefix>.message` and `<prefix>.echo`; the prefix is the address.
 pub(crate) async fn serve(url: &str) -> Result<String, String> {
     let client = connect(url).await?;
-    let prefix = format!("bench.{}", std::process::id());
+    let prefix = subject_prefix();
     for (subject, is_message) in [("message", true), ("echo", false)] {
         let mut requests = client.subscribe(format!("{prefix}.{subject}")).await.map_err(|e| e.to_string())?;
         let client = client.clone();

@@ -47,10 +47,15 @@ fn content_type(transport: &str) -> &'static str {
 }
 
 pub(crate) async fn serve(transport_name: &str, nats_url: &str) -> Result<(String, super::Running), String> {
+    // Over NATS the address is a subject: the same one the raw async-nats peer uses.
+    let address = match transport_name {
+        "nats" => super::nats::subject_prefix(),
+        _ => "127.0.0.1:0".to_owned(),
+    };
     let server = Server::builder(SERVICE)
         .transport(transport(transport_name, nats_url).await?)
         .registry(Arc::new(MemoryRegistry::new()))
-        .address(if transport_name == "nats" { "" } else { "127.0.0.1:0" })
+        .address(address)
         .build();
     rpb::register_bench_handler(&server, Handler);
     server.start().await.map_err(|e| e.to_string())?;
