@@ -17,6 +17,7 @@ use foldhash::HashMap;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::client::DEFAULT_CONTENT_TYPE;
 use crate::error::{Code, Error, Result};
 
 pub use json::{Json, JsonCodec};
@@ -115,6 +116,9 @@ pub(crate) fn undecodable(codec: &dyn Codec, msg: &dyn Message, why: impl fmt::D
 #[derive(Clone, Debug)]
 pub struct Codecs {
     by_type: Arc<HashMap<String, Arc<dyn Codec>>>,
+    /// The codec of rmicro's default content type, which most calls use: found by comparing
+    /// the name rather than hashing it.
+    default: Option<Arc<dyn Codec>>,
 }
 
 impl Default for Codecs {
@@ -124,7 +128,7 @@ impl Default for Codecs {
     fn default() -> Codecs {
         let protobuf: Arc<dyn Codec> = Arc::new(ProtobufCodec);
         let json: Arc<dyn Codec> = Arc::new(JsonCodec);
-        let mut codecs = Codecs { by_type: Arc::default() };
+        let mut codecs = Codecs { by_type: Arc::default(), default: None };
         codecs.insert(protobuf.clone());
         for alias in ["application/x-protobuf", "application/proto", "application/grpc", "application/grpc+proto"] {
             codecs.insert_alias(alias, protobuf.clone());
@@ -139,16 +143,23 @@ impl Default for Codecs {
 impl Codecs {
     /// Adds `codec` under its own content type, replacing any codec there.
     pub fn insert(&mut self, codec: Arc<dyn Codec>) {
-        Arc::make_mut(&mut self.by_type).insert(codec.content_type().to_owned(), codec);
+        self.insert_alias(codec.content_type(), codec);
     }
 
     /// Adds `codec` under another content type name.
     pub fn insert_alias(&mut self, content_type: &str, codec: Arc<dyn Codec>) {
-        Arc::make_mut(&mut self.by_type).insert(content_type.to_ascii_lowercase(), codec);
+        let content_type = content_type.to_ascii_lowercase();
+        if content_type == DEFAULT_CONTENT_TYPE {
+            self.default = Some(codec.clone());
+        }
+        Arc::make_mut(&mut self.by_type).insert(content_type, codec);
     }
 
     /// The codec for `content_type` (parameters such as `; charset=utf-8` are ignored).
     pub fn get(&self, content_type: &str) -> Result<&Arc<dyn Codec>> {
+        if let Some(codec) = self.default.as_ref().filter(|_| content_type == DEFAULT_CONTENT_TYPE) {
+            return Ok(codec);
+        }
         if let Some(codec) = self.by_type.get(content_type) {
             return Ok(codec);
         }
@@ -168,6 +179,31 @@ mod tests {
         let err = Codecs::default().get("application/xml").unwrap_err();
         assert_eq!(err.code, Code::UnsupportedMediaType);
         assert_eq!(err.code.http_status(), 415);
+    }
+
+    #[test]
+    fn a_codec_put_under_the_default_content_type_replaces_the_default() {
+        #[derive(Debug)]
+        struct Replacement;
+        impl Codec for Replacement {
+            fn content_type(&self) -> &'static str {
+                "application/protobuf"
+            }
+            fn encode(&self, _: &dyn Message) -> Result<Bytes> {
+                Ok(Bytes::from_static(b"replaced"))
+            }
+            fn decode(&self, _: Bytes, _: &mut dyn Message) -> Result<()> {
+                Ok(())
+            }
+        }
+        let mut codecs = Codecs::default();
+        codecs.insert(Arc::new(Replacement));
+        let encoded = codecs.get(DEFAULT_CONTENT_TYPE).unwrap().encode(&Raw(Bytes::new())).unwrap();
+        assert_eq!(&encoded[..], b"replaced");
+        assert_eq!(
+            codecs.get("Application/Protobuf; charset=utf-8").unwrap().encode(&Raw(Bytes::new())).unwrap(),
+            encoded
+        );
     }
 
     #[test]
