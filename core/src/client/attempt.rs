@@ -33,17 +33,24 @@ impl Service<RawRequest> for Attempt {
         Box::pin(async move {
             let RawRequest { service, endpoint, content_type, metadata, body, deadline, node, .. } = req;
             let node = node.ok_or_else(|| Error::internal("no node was chosen for the attempt"))?;
-            let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let now = Instant::now();
+            let timeout = deadline.map(|d| d.saturating_duration_since(now));
             let head = CallHead { service, endpoint, content_type, metadata, timeout, stream: false };
-            unary(&pool, &node.address, &head, body).await
+            unary(&pool, &node.address, &head, body, now).await
         })
     }
 }
 
-/// Sends a unary call on the pooled connection to `address`, dialling again next time if the
-/// connection could not take the call.
-pub(crate) async fn unary(pool: &Pool, address: &str, head: &CallHead, body: Bytes) -> Result<RawResponse> {
-    let conn = pool.get(address).await?;
+/// Sends a unary call, made at `now`, on the pooled connection to `address`, dialling again next
+/// time if the connection could not take the call.
+pub(crate) async fn unary(
+    pool: &Pool,
+    address: &str,
+    head: &CallHead,
+    body: Bytes,
+    now: Instant,
+) -> Result<RawResponse> {
+    let conn = pool.get(address, now).await?;
     let answered = conn.unary(head, body).await;
     if matches!(&answered, Err(e) if e.code == Code::Unavailable && e.is_unsent()) {
         pool.evict(address);
@@ -51,10 +58,10 @@ pub(crate) async fn unary(pool: &Pool, address: &str, head: &CallHead, body: Byt
     answered
 }
 
-/// Opens a call on the pooled connection to `address`, dialling again next time if it had
-/// closed.
-pub(crate) async fn open(pool: &Pool, address: &str, head: CallHead) -> Result<ClientCall> {
-    let conn = pool.get(address).await?;
+/// Opens a call, made at `now`, on the pooled connection to `address`, dialling again next time
+/// if it had closed.
+pub(crate) async fn open(pool: &Pool, address: &str, head: CallHead, now: Instant) -> Result<ClientCall> {
+    let conn = pool.get(address, now).await?;
     match conn.open(head).await {
         Err(e) if e.code == Code::Unavailable => {
             pool.evict(address);

@@ -225,7 +225,7 @@ impl Dispatch {
         let result = match &self.attempt_layers {
             // Boxed: the request it holds would otherwise enlarge every call's future.
             Some(layers) => Box::pin(layers.clone().oneshot(call.attempt_request(node.clone(), attempt))).await,
-            None => attempt::unary(&self.pool, &node.address, head, call.body.clone()).await,
+            None => attempt::unary(&self.pool, &node.address, head, call.body.clone(), marker.started).await,
         };
         marker.finish_with(&result);
         result
@@ -295,7 +295,7 @@ impl Dispatch {
             let started = Instant::now();
             let head = CallHead { timeout: call.remaining(started), stream: true, ..call.head.clone() };
             let marker = self.marker(call, &node, marked, started);
-            let opened = attempt::open(&self.pool, &node.address, head).await;
+            let opened = attempt::open(&self.pool, &node.address, head, started).await;
             let error = match opened {
                 Ok(call) => {
                     drop(marker);

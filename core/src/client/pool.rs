@@ -38,7 +38,7 @@ impl Entry {
         if self.pooled.len() < size {
             return None;
         }
-        self.turn = (self.turn + 1) % self.pooled.len();
+        self.turn = if self.turn + 1 < self.pooled.len() { self.turn + 1 } else { 0 };
         let chosen = &mut self.pooled[self.turn];
         chosen.last_used = now;
         Some(chosen.connection.clone())
@@ -62,10 +62,11 @@ impl Pool {
         self.connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// A connection to `address`: the next pooled one in turn, or a new one while the pool for
-    /// that address is not full. Calls that find it not full wait for one dial at a time.
-    pub(crate) async fn get(&self, address: &str) -> Result<Arc<dyn Connection>> {
-        match self.pooled(address) {
+    /// A connection to `address` for a call made at `now`: the next pooled one in turn, or a new
+    /// one while the pool for that address is not full. Calls that find it not full wait for one
+    /// dial at a time.
+    pub(crate) async fn get(&self, address: &str, now: Instant) -> Result<Arc<dyn Connection>> {
+        match self.pooled(address, now) {
             Some(connection) => Ok(connection),
             // Boxed: dialling's state would otherwise enlarge every call's future.
             None => Box::pin(self.dial(address)).await,
@@ -73,15 +74,15 @@ impl Pool {
     }
 
     /// A pooled connection to `address`, once the pool holds as many as it keeps.
-    fn pooled(&self, address: &str) -> Option<Arc<dyn Connection>> {
-        self.connections().get_mut(address)?.next(self.size, self.idle_ttl, Instant::now())
+    fn pooled(&self, address: &str, now: Instant) -> Option<Arc<dyn Connection>> {
+        self.connections().get_mut(address)?.next(self.size, self.idle_ttl, now)
     }
 
     /// Dials `address`, one dial at a time per address, unless a connection came meanwhile.
     async fn dial(&self, address: &str) -> Result<Arc<dyn Connection>> {
         let dialling = self.connections().entry(address.to_owned()).or_default().dialling.clone();
         let _dialling = dialling.lock().await;
-        if let Some(connection) = self.pooled(address) {
+        if let Some(connection) = self.pooled(address, Instant::now()) {
             return Ok(connection);
         }
         let connection = self.transport.dial(address).await?;
@@ -130,11 +131,11 @@ mod tests {
         let _listener = transport.listen("memory:pool").await.unwrap();
         let pool = Pool::new(transport.clone(), 2, Duration::from_secs(30));
         for _ in 0..10 {
-            pool.get("memory:pool").await.unwrap();
+            pool.get("memory:pool", Instant::now()).await.unwrap();
         }
         assert_eq!(transport.1.load(Ordering::SeqCst), 2, "two connections, then reuse");
         tokio::time::advance(Duration::from_secs(31)).await;
-        pool.get("memory:pool").await.unwrap();
+        pool.get("memory:pool", Instant::now()).await.unwrap();
         assert_eq!(transport.1.load(Ordering::SeqCst), 3, "idle connections were dropped and one dialled again");
     }
 
@@ -143,7 +144,7 @@ mod tests {
         let transport = Arc::new(Counting(MemoryTransport::new(), AtomicUsize::new(0)));
         let _listener = transport.listen("memory:herd").await.unwrap();
         let pool = Pool::new(transport.clone(), 1, Duration::from_secs(30));
-        let gets = (0..256).map(|_| pool.get("memory:herd"));
+        let gets = (0..256).map(|_| pool.get("memory:herd", Instant::now()));
         let connections = futures::future::try_join_all(gets).await.unwrap();
         assert_eq!(transport.1.load(Ordering::SeqCst), 1, "one dial for 256 calls at once");
         assert!(connections.iter().all(|c| Arc::ptr_eq(c, &connections[0])));
