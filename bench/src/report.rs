@@ -34,7 +34,7 @@ impl Row {
 
     pub(crate) fn markdown(&self) -> String {
         format!(
-            "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {} | {} |",
+            "| {} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} |",
             self.system,
             self.transport,
             self.payload,
