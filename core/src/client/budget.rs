@@ -92,7 +92,7 @@ impl RetryBudget {
         if current.saturating_add(closed).saturating_add(self.reserve) < self.withdraw_amount {
             return false;
         }
-        slots.withdrawn += self.withdraw_amount;
+        slots.withdrawn = slots.withdrawn.saturating_add(self.withdraw_amount);
         true
     }
 
