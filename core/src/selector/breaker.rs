@@ -28,7 +28,8 @@ pub struct BreakerPolicy {
     pub consecutive_failures: u32,
     /// Share of failed calls (0..=1) over the last `min_samples` that opens the circuit.
     pub error_rate: f64,
-    /// How many recent calls the error rate is taken over (and needs before it applies).
+    /// How many recent calls the error rate is taken over (and needs before it applies),
+    /// counted from the node's first failure.
     pub min_samples: usize,
     /// How long an open circuit gets no traffic before a probe.
     pub cool_down: Duration,
