@@ -11,7 +11,7 @@ async fn connect(url: &str) -> Result<async_nats::Client, String> {
     async_nats::connect(url).await.map_err(|e| format!("NATS at {url}: {e}"))
 }
 
-/// The subjects a server process answers on start with this (rmicro's listener takes it as its
+/// The prefix of the subjects a server process answers on (rmicro's listener takes it as its
 /// address).
 pub(crate) fn subject_prefix() -> String {
     format!("bench.{}", std::process::id())
