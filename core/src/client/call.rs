@@ -1,5 +1,6 @@
 //! What a call is: the typed descriptor users build, and the encoded form layers see.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -147,7 +148,7 @@ pub struct RawRequest {
     pub deadline: Option<Instant>,
     /// The node this attempt goes to (set for per-attempt layers; set before dispatch, it pins
     /// the call to that node).
-    pub node: Option<Node>,
+    pub node: Option<Arc<Node>>,
     /// Which attempt this is, from 1.
     pub attempt: u32,
     /// How the call reacts to a failed attempt.

@@ -65,7 +65,7 @@ pub(crate) struct Outgoing {
     pub(crate) head: CallHead,
     pub(crate) body: Bytes,
     pub(crate) deadline: Option<Instant>,
-    node: Option<Node>,
+    node: Option<Arc<Node>>,
     fail_mode: FailMode,
     idempotent: bool,
     address: Option<String>,
@@ -110,7 +110,7 @@ impl Outgoing {
     }
 
     /// The request per-attempt layers see for attempt number `attempt` to `node`.
-    fn attempt_request(&self, node: Node, attempt: u32) -> RawRequest {
+    fn attempt_request(&self, node: Arc<Node>, attempt: u32) -> RawRequest {
         RawRequest {
             service: self.head.service.clone(),
             endpoint: self.head.endpoint.clone(),
@@ -139,7 +139,7 @@ impl Outgoing {
 struct Marker<'a> {
     selector: &'a dyn Selector,
     service: &'a str,
-    node: &'a Node,
+    node: &'a Arc<Node>,
     /// Whether the selector chose the node, and so must hear how the call went.
     armed: bool,
     started: Instant,
@@ -208,12 +208,13 @@ impl Dispatch {
 
     /// Chooses the node for the next attempt: the pinned node, the call's address, or the
     /// selector's choice (`true` when the selector must hear how it went).
-    async fn choose(&self, call: &Outgoing, tried: &[String]) -> Result<(Node, bool)> {
+    async fn choose(&self, call: &Outgoing, tried: &[String]) -> Result<(Arc<Node>, bool)> {
         if let Some(node) = &call.node {
             return Ok((node.clone(), call.address.is_none()));
         }
         if let Some(address) = &call.address {
-            return Ok((Node { id: address.clone(), address: address.clone(), ..Node::default() }, false));
+            let node = Node { id: address.clone(), address: address.clone(), ..Node::default() };
+            return Ok((Arc::new(node), false));
         }
         let options = select_options(&call.head.metadata, &call.filters, &call.key, tried);
         Ok((self.selector.select(call.service(), &options).await?, true))
@@ -233,14 +234,14 @@ impl Dispatch {
 
     /// The marker of an attempt to `node` that started at `started`; `armed` when the selector
     /// chose the node.
-    fn marker<'a>(&'a self, call: &'a Outgoing, node: &'a Node, armed: bool, started: Instant) -> Marker<'a> {
+    fn marker<'a>(&'a self, call: &'a Outgoing, node: &'a Arc<Node>, armed: bool, started: Instant) -> Marker<'a> {
         Marker { selector: &*self.selector, service: call.service(), node, armed, started }
     }
 
     /// Failfast, failover and failtry: attempts one after another, with backoff between them.
     async fn retry(&self, call: &mut Outgoing, mode: FailMode) -> Result<RawResponse> {
         let mut tried = Vec::new();
-        let mut sticky: Option<(Node, bool)> = None;
+        let mut sticky: Option<(Arc<Node>, bool)> = None;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -258,7 +259,7 @@ impl Dispatch {
                     let marker = self.marker(call, &node, marked, started);
                     let result = self.send(call, &call.head, marker, attempt).await;
                     if result.is_err() {
-                        tried.push(node.id);
+                        tried.push(node.id.clone());
                     }
                     result
                 }
@@ -304,7 +305,7 @@ impl Dispatch {
                 Err(e) => e,
             };
             marker.finish_with::<()>(&Err(error.clone()));
-            tried.push(node.id);
+            tried.push(node.id.clone());
             if attempt > call.fail_mode.retries() || !safe_to_resend(&error, call.idempotent) || !self.budget.withdraw()
             {
                 return Err(error);

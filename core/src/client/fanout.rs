@@ -1,5 +1,7 @@
 //! rpcx's broadcast and fork: one call sent to every node of a service at once.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -17,7 +19,7 @@ use crate::registry::Node;
 #[derive(Clone, Debug)]
 pub struct FanoutReply<M> {
     /// The node that answered.
-    pub node: Node,
+    pub node: Arc<Node>,
     /// Its response.
     pub response: Response<M>,
 }
@@ -82,12 +84,12 @@ impl Client {
         &self,
         call: Call,
         request: &Req,
-    ) -> Result<(std::sync::Arc<dyn codec::Codec>, Vec<Node>, RawRequest)> {
+    ) -> Result<(Arc<dyn codec::Codec>, Vec<Arc<Node>>, RawRequest)> {
         let codec = self.inner.codecs.get(self.content_type_of(&call))?.clone();
         let body: Bytes = codec.encode(request)?;
         let raw = self.raw_request(call, body, Some(self.inner.timeout));
         let nodes = match &raw.address {
-            Some(address) => vec![Node { id: address.clone(), address: address.clone(), ..Node::default() }],
+            Some(address) => vec![Arc::new(Node { id: address.clone(), address: address.clone(), ..Node::default() })],
             None => {
                 self.inner
                     .selector
@@ -99,7 +101,11 @@ impl Client {
     }
 
     /// The call sent to `node` only, through the client's layers, without retries.
-    fn pinned(&self, raw: &RawRequest, node: Node) -> impl std::future::Future<Output = Result<RawResponse>> + use<> {
+    fn pinned(
+        &self,
+        raw: &RawRequest,
+        node: Arc<Node>,
+    ) -> impl std::future::Future<Output = Result<RawResponse>> + use<> {
         let mut one = raw.clone();
         one.node = Some(node);
         one.fail_mode = FailMode::Failfast;
@@ -108,7 +114,7 @@ impl Client {
     }
 }
 
-fn aggregate(kind: &str, total: usize, failures: Vec<(Node, Error)>) -> Error {
+fn aggregate(kind: &str, total: usize, failures: Vec<(Arc<Node>, Error)>) -> Error {
     let code = failures.first().map_or(crate::error::Code::Unavailable, |(_, e)| e.code);
     let each: Vec<String> = failures.iter().map(|(node, e)| format!("{}: {e}", node.id)).collect();
     Error::new(code, format!("{kind} to {total} nodes: {} failed: {}", failures.len(), each.join("; ")))

@@ -49,7 +49,7 @@ struct Cached {
 #[derive(Clone, Debug)]
 struct Known {
     services: Arc<Vec<Service>>,
-    nodes: Arc<Vec<Node>>,
+    nodes: Arc<Vec<Arc<Node>>>,
 }
 
 impl Known {
@@ -253,10 +253,10 @@ impl RegistrySelector {
         self.inner.breakers.state(service, node)
     }
 
-    /// The nodes a call may go to: filtered, circuits admitting, untried where possible.
-    /// The nodes a call may go to. In the common case (no filters, every circuit closed,
-    /// nothing tried yet) that is the cached list itself, shared, not copied.
-    async fn candidates(&self, service: &str, options: &SelectOptions) -> Result<Arc<Vec<Node>>> {
+    /// The nodes a call may go to: filtered, circuits admitting, untried where possible. In the
+    /// common case (no filters, every circuit closed, nothing tried yet) that is the cached list
+    /// itself, shared, not copied.
+    async fn candidates(&self, service: &str, options: &SelectOptions) -> Result<Arc<Vec<Arc<Node>>>> {
         let inner = &self.inner;
         inner
             .watch_started
@@ -278,29 +278,29 @@ impl RegistrySelector {
         if matching.is_empty() {
             return Err(no_nodes(service, "none matches the filters"));
         }
-        let admits = |n: &Node| inner.breakers.admits(service, &n.id);
+        let admits = |n: &Arc<Node>| inner.breakers.admits(service, &n.id);
         if options.tried.is_empty() && matching.iter().all(admits) {
             return Ok(matching);
         }
-        let admitted: Vec<Node> = matching.iter().filter(|n| admits(n)).cloned().collect();
+        let admitted: Vec<Arc<Node>> = matching.iter().filter(|n| admits(n)).cloned().collect();
         if admitted.is_empty() {
             return Err(no_nodes(service, "every node's circuit is open"));
         }
-        let untried: Vec<Node> = admitted.iter().filter(|n| !options.tried.contains(&n.id)).cloned().collect();
+        let untried: Vec<Arc<Node>> = admitted.iter().filter(|n| !options.tried.contains(&n.id)).cloned().collect();
         Ok(Arc::new(if untried.is_empty() { admitted } else { untried }))
     }
 }
 
 #[async_trait]
 impl Selector for RegistrySelector {
-    async fn select(&self, service: &str, options: &SelectOptions) -> Result<Node> {
+    async fn select(&self, service: &str, options: &SelectOptions) -> Result<Arc<Node>> {
         let candidates = self.candidates(service, options).await?;
         let node = self.inner.strategy.pick(service, &candidates, options);
         self.inner.breakers.on_pick(service, &node.id);
-        Ok(node)
+        Ok(node.clone())
     }
 
-    async fn select_all(&self, service: &str, options: &SelectOptions) -> Result<Vec<Node>> {
+    async fn select_all(&self, service: &str, options: &SelectOptions) -> Result<Vec<Arc<Node>>> {
         let candidates = self.candidates(service, options).await?;
         for node in candidates.iter() {
             self.inner.breakers.on_pick(service, &node.id);
@@ -338,5 +338,21 @@ mod tests {
 
         let picked = selector.select("pinger", &SelectOptions::default()).await;
         assert_eq!(picked.expect("the registry still holds the node").id, "pinger-1");
+    }
+
+    #[tokio::test]
+    async fn calls_share_the_cached_node_rather_than_copy_its_labels() {
+        let registry = Arc::new(MemoryRegistry::new());
+        let labels = [("transport", "tcp"), ("zone", "eu-1")].map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let node = Node { id: "labelled-1".into(), address: "127.0.0.1:9".into(), metadata: labels.into() };
+        let service = Service { name: "labelled".into(), nodes: vec![node.clone()], ..Service::default() };
+        registry.register(&service, None).await.unwrap();
+        let selector = RegistrySelector::new(registry);
+
+        let first = selector.select("labelled", &SelectOptions::default()).await.unwrap();
+        let second = selector.select("labelled", &SelectOptions::default()).await.unwrap();
+
+        assert_eq!(*first, node);
+        assert!(Arc::ptr_eq(&first, &second), "both calls got the cached node itself");
     }
 }

@@ -1,5 +1,7 @@
 //! The node nearest the client, by great-circle distance (rpcx's geo selector).
 
+use std::sync::Arc;
+
 use rand::Rng;
 
 use super::{SelectOptions, Strategy};
@@ -39,14 +41,14 @@ fn distance_km((lat1, lon1): (f64, f64), (lat2, lon2): (f64, f64)) -> f64 {
 }
 
 impl Strategy for Closest {
-    fn pick(&self, _service: &str, nodes: &[Node], _options: &SelectOptions) -> Node {
+    fn pick<'a>(&self, _service: &str, nodes: &'a [Arc<Node>], _options: &SelectOptions) -> &'a Arc<Node> {
         let here = (self.latitude, self.longitude);
         nodes
             .iter()
             .filter_map(|n| position(n).map(|p| (distance_km(here, p), n)))
             .min_by(|a, b| a.0.total_cmp(&b.0))
-            .map(|(_, n)| n.clone())
-            .unwrap_or_else(|| nodes[rand::thread_rng().gen_range(0..nodes.len())].clone())
+            .map(|(_, n)| n)
+            .unwrap_or_else(|| &nodes[rand::thread_rng().gen_range(0..nodes.len())])
     }
 }
 
@@ -54,13 +56,13 @@ impl Strategy for Closest {
 mod tests {
     use super::*;
 
-    fn at(id: &str, lat: f64, lon: f64) -> Node {
-        Node {
+    fn at(id: &str, lat: f64, lon: f64) -> Arc<Node> {
+        Arc::new(Node {
             id: id.into(),
             metadata: [(LATITUDE_LABEL.to_owned(), lat.to_string()), (LONGITUDE_LABEL.to_owned(), lon.to_string())]
                 .into(),
             ..Node::default()
-        }
+        })
     }
 
     #[test]

@@ -28,7 +28,7 @@ struct Ring {
 }
 
 impl Ring {
-    fn new(nodes: &[Node]) -> Ring {
+    fn new(nodes: &[Arc<Node>]) -> Ring {
         let mut points = Vec::with_capacity(nodes.len() * VIRTUAL_NODES);
         for (i, node) in nodes.iter().enumerate() {
             for v in 0..VIRTUAL_NODES {
@@ -69,7 +69,7 @@ impl ConsistentHash {
         ConsistentHash { metadata_key: Some(key.into()), rings: Mutex::default() }
     }
 
-    fn ring(&self, service: &str, nodes: &[Node]) -> Arc<Ring> {
+    fn ring(&self, service: &str, nodes: &[Arc<Node>]) -> Arc<Ring> {
         let mut rings = self.rings.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         match rings.get(service) {
             Some(ring) if ring.node_ids.iter().eq(nodes.iter().map(|n| &n.id)) => ring.clone(),
@@ -83,11 +83,11 @@ impl ConsistentHash {
 }
 
 impl Strategy for ConsistentHash {
-    fn pick(&self, service: &str, nodes: &[Node], options: &SelectOptions) -> Node {
+    fn pick<'a>(&self, service: &str, nodes: &'a [Arc<Node>], options: &SelectOptions) -> &'a Arc<Node> {
         let from_metadata = self.metadata_key.as_deref().and_then(|k| options.metadata.get(k));
         match options.key.as_deref().or(from_metadata) {
-            Some(key) => nodes[self.ring(service, nodes).locate(key)].clone(),
-            None => nodes[rand::thread_rng().gen_range(0..nodes.len())].clone(),
+            Some(key) => &nodes[self.ring(service, nodes).locate(key)],
+            None => &nodes[rand::thread_rng().gen_range(0..nodes.len())],
         }
     }
 }
@@ -97,8 +97,8 @@ mod tests {
     use super::*;
     use crate::selector::test_nodes;
 
-    fn route(hash: &ConsistentHash, nodes: &[Node], key: &str) -> String {
-        hash.pick("s", nodes, &SelectOptions::default().key(key)).id
+    fn route(hash: &ConsistentHash, nodes: &[Arc<Node>], key: &str) -> String {
+        hash.pick("s", nodes, &SelectOptions::default().key(key)).id.clone()
     }
 
     #[test]
@@ -137,7 +137,7 @@ mod tests {
         let (hash, nodes) = (ConsistentHash::on_metadata("x-user"), test_nodes(5));
         let mut options = SelectOptions::default();
         options.metadata.insert("x-user", "ada");
-        let first = hash.pick("s", &nodes, &options).id;
-        assert!((0..50).all(|_| hash.pick("s", &nodes, &options).id == first));
+        let first = &hash.pick("s", &nodes, &options).id;
+        assert!((0..50).all(|_| &hash.pick("s", &nodes, &options).id == first));
     }
 }

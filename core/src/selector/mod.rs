@@ -24,6 +24,7 @@ mod round_robin;
 mod weighted;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -84,10 +85,11 @@ pub struct Outcome {
 pub trait Selector: Send + Sync + fmt::Debug + 'static {
     /// A node of `service` for the next call; every chosen node must later be
     /// [`mark`](Selector::mark)ed. [`Code::Unavailable`](crate::Code::Unavailable) when no node
-    /// is left after filtering.
-    async fn select(&self, service: &str, options: &SelectOptions) -> Result<Node>;
+    /// is left after filtering. The node is shared with the selector's cache: a node carries its
+    /// labels, and copying them for every call would cost a dozen allocations.
+    async fn select(&self, service: &str, options: &SelectOptions) -> Result<Arc<Node>>;
     /// Every node of `service` that may take a call now (for broadcast and fork).
-    async fn select_all(&self, service: &str, options: &SelectOptions) -> Result<Vec<Node>>;
+    async fn select_all(&self, service: &str, options: &SelectOptions) -> Result<Vec<Arc<Node>>>;
     /// Reports how a call to `node` went, so failing nodes get less or no traffic.
     fn mark(&self, service: &str, node: &Node, outcome: &Outcome);
     /// Forgets what is known about `service` (its cached nodes and their health).
@@ -97,20 +99,20 @@ pub trait Selector: Send + Sync + fmt::Debug + 'static {
 /// Picks one of a service's candidate nodes.
 pub trait Strategy: Send + Sync + fmt::Debug + 'static {
     /// The node to call among `nodes` (never empty), for `service`.
-    fn pick(&self, service: &str, nodes: &[Node], options: &SelectOptions) -> Node;
+    fn pick<'a>(&self, service: &str, nodes: &'a [Arc<Node>], options: &SelectOptions) -> &'a Arc<Node>;
     /// Learns how a call to `node` went (strategies that weigh load use it).
     fn observe(&self, _service: &str, _node: &Node, _outcome: &Outcome) {}
 }
 
 /// The nodes of every version of a service, flattened.
-pub(crate) fn nodes_of(services: &[Service]) -> Vec<Node> {
-    services.iter().flat_map(|s| s.nodes.iter().cloned()).collect()
+pub(crate) fn nodes_of(services: &[Service]) -> Vec<Arc<Node>> {
+    services.iter().flat_map(|s| s.nodes.iter().cloned().map(Arc::new)).collect()
 }
 
 #[cfg(test)]
-fn _object_safe(_: std::sync::Arc<dyn Selector>, _: std::sync::Arc<dyn Strategy>) {}
+fn _object_safe(_: Arc<dyn Selector>, _: Arc<dyn Strategy>) {}
 
 #[cfg(test)]
-pub(crate) fn test_nodes(n: usize) -> Vec<Node> {
-    (0..n).map(|i| Node { id: format!("n{i}"), address: format!("memory:{i}"), ..Node::default() }).collect()
+pub(crate) fn test_nodes(n: usize) -> Vec<Arc<Node>> {
+    (0..n).map(|i| Arc::new(Node { id: format!("n{i}"), address: format!("memory:{i}"), ..Node::default() })).collect()
 }

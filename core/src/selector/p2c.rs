@@ -1,6 +1,6 @@
 //! Power of two choices: of two random nodes, the one with less expected wait.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use foldhash::HashMap;
@@ -40,7 +40,7 @@ impl PowerOfTwoChoices {
 }
 
 impl Strategy for PowerOfTwoChoices {
-    fn pick(&self, service: &str, nodes: &[Node], _options: &SelectOptions) -> Node {
+    fn pick<'a>(&self, service: &str, nodes: &'a [Arc<Node>], _options: &SelectOptions) -> &'a Arc<Node> {
         let mut load = self.load.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let chosen = if nodes.len() == 1 {
             0
@@ -52,7 +52,7 @@ impl Strategy for PowerOfTwoChoices {
             if cost(b) < cost(a) { b } else { a }
         };
         load.entry((service.to_owned(), nodes[chosen].id.clone())).or_default().in_flight += 1;
-        nodes[chosen].clone()
+        &nodes[chosen]
     }
 
     fn observe(&self, service: &str, node: &Node, outcome: &Outcome) {
@@ -85,7 +85,7 @@ mod tests {
             let node = p2c.pick("s", &nodes, &SelectOptions::default());
             let latency = if node.id == "n0" { Duration::from_millis(1) } else { Duration::from_millis(50) };
             fast += usize::from(node.id == "n0");
-            p2c.observe("s", &node, &Outcome { latency, result: Some(Ok(())) });
+            p2c.observe("s", node, &Outcome { latency, result: Some(Ok(())) });
         }
         assert!(fast > 950, "the fast node took {fast} of 1000 calls");
     }

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use rand::Rng;
 
 use super::{SelectOptions, Strategy};
@@ -8,7 +10,7 @@ use crate::registry::Node;
 pub struct Random;
 
 impl Strategy for Random {
-    fn pick(&self, _service: &str, nodes: &[Node], _options: &SelectOptions) -> Node {
-        nodes[rand::thread_rng().gen_range(0..nodes.len())].clone()
+    fn pick<'a>(&self, _service: &str, nodes: &'a [Arc<Node>], _options: &SelectOptions) -> &'a Arc<Node> {
+        &nodes[rand::thread_rng().gen_range(0..nodes.len())]
     }
 }

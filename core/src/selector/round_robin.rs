@@ -1,4 +1,4 @@
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use foldhash::HashMap;
 
@@ -19,10 +19,10 @@ impl RoundRobin {
 }
 
 impl Strategy for RoundRobin {
-    fn pick(&self, service: &str, nodes: &[Node], _options: &SelectOptions) -> Node {
+    fn pick<'a>(&self, service: &str, nodes: &'a [Arc<Node>], _options: &SelectOptions) -> &'a Arc<Node> {
         let mut next = self.next.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let turn = next.entry(service.to_owned()).or_default();
-        let node = nodes[*turn % nodes.len()].clone();
+        let node = &nodes[*turn % nodes.len()];
         *turn = turn.wrapping_add(1);
         node
     }
@@ -36,7 +36,7 @@ mod tests {
     fn takes_nodes_in_turn() {
         let nodes = crate::selector::test_nodes(3);
         let rr = RoundRobin::new();
-        let ids: Vec<String> = (0..6).map(|_| rr.pick("svc", &nodes, &SelectOptions::default()).id).collect();
+        let ids: Vec<String> = (0..6).map(|_| rr.pick("svc", &nodes, &SelectOptions::default()).id.clone()).collect();
         assert_eq!(ids, ["n0", "n1", "n2", "n0", "n1", "n2"]);
     }
 }

@@ -1,6 +1,6 @@
 //! Smooth weighted round robin (nginx's algorithm, as in rpcx), with slow start for new nodes.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use foldhash::HashMap;
@@ -57,7 +57,7 @@ impl WeightedRoundRobin {
 }
 
 impl Strategy for WeightedRoundRobin {
-    fn pick(&self, service: &str, nodes: &[Node], _options: &SelectOptions) -> Node {
+    fn pick<'a>(&self, service: &str, nodes: &'a [Arc<Node>], _options: &SelectOptions) -> &'a Arc<Node> {
         let now = Instant::now();
         let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let entries = state.entry(service.to_owned()).or_default();
@@ -77,7 +77,7 @@ impl Strategy for WeightedRoundRobin {
         if let Some(entry) = entries.get_mut(&nodes[chosen].id) {
             entry.current -= total;
         }
-        nodes[chosen].clone()
+        &nodes[chosen]
     }
 }
 
@@ -85,13 +85,15 @@ impl Strategy for WeightedRoundRobin {
 mod tests {
     use super::*;
 
-    fn weighted(weights: &[(&str, &str)]) -> Vec<Node> {
+    fn weighted(weights: &[(&str, &str)]) -> Vec<Arc<Node>> {
         weights
             .iter()
-            .map(|(id, w)| Node {
-                id: (*id).into(),
-                metadata: [(WEIGHT_LABEL.to_owned(), (*w).to_owned())].into(),
-                ..Node::default()
+            .map(|(id, w)| {
+                Arc::new(Node {
+                    id: (*id).into(),
+                    metadata: [(WEIGHT_LABEL.to_owned(), (*w).to_owned())].into(),
+                    ..Node::default()
+                })
             })
             .collect()
     }
@@ -100,7 +102,7 @@ mod tests {
     fn weights_5_1_1_give_the_nginx_sequence() {
         let nodes = weighted(&[("a", "5"), ("b", "1"), ("c", "1")]);
         let wrr = WeightedRoundRobin::new();
-        let picks: String = (0..14).map(|_| wrr.pick("s", &nodes, &SelectOptions::default()).id).collect();
+        let picks: String = (0..14).map(|_| wrr.pick("s", &nodes, &SelectOptions::default()).id.as_str()).collect();
         assert_eq!(picks, "aabacaaaabacaa");
     }
 
