@@ -70,7 +70,17 @@ pub(crate) async fn load(
     scenario: Scenario,
 ) -> Result<Measured, String> {
     let registry = Arc::new(MemoryRegistry::new());
-    let node = Node { id: format!("{SERVICE}-1"), address: address.to_owned(), ..Node::default() };
+    // The labels an rmicro server registers its node with, so that selection handles what it
+    // would in a deployment.
+    let labels = [
+        ("server", "rmicro"),
+        ("transport", transport_name),
+        ("registry", "memory"),
+        ("broker", "memory"),
+        ("protocol", "rmicro"),
+    ]
+    .map(|(key, value)| (key.to_owned(), value.to_owned()));
+    let node = Node { id: format!("{SERVICE}-1"), address: address.to_owned(), metadata: labels.into() };
     let service = Service { name: SERVICE.to_owned(), nodes: vec![node], ..Service::default() };
     registry.register(&service, None).await.map_err(|e| e.to_string())?;
     let client = Client::builder()
