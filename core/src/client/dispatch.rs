@@ -47,6 +47,11 @@ fn safe_to_resend(error: &Error, idempotent: bool) -> bool {
     error.is_retryable() && (idempotent || error.is_unsent())
 }
 
+/// The node a call given an address goes to: that address, named after itself.
+pub(crate) fn node_at(address: &str) -> Arc<Node> {
+    Arc::new(Node { id: address.to_owned(), address: address.to_owned(), ..Node::default() })
+}
+
 /// The select options of a call with `metadata`, `filters` and `key`, excluding nodes already
 /// tried.
 pub(crate) fn select_options(
@@ -213,8 +218,7 @@ impl Dispatch {
             return Ok((node.clone(), call.address.is_none()));
         }
         if let Some(address) = &call.address {
-            let node = Node { id: address.clone(), address: address.clone(), ..Node::default() };
-            return Ok((Arc::new(node), false));
+            return Ok((node_at(address), false));
         }
         let options = select_options(&call.head.metadata, &call.filters, &call.key, tried);
         Ok((self.selector.select(call.service(), &options).await?, true))

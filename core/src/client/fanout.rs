@@ -7,7 +7,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
 use super::call::{Call, RawRequest, Response};
-use super::dispatch::select_options;
+use super::dispatch::{node_at, select_options};
 use super::fail_mode::FailMode;
 use super::stream::bad_response;
 use super::{Client, RawResponse};
@@ -89,7 +89,7 @@ impl Client {
         let body: Bytes = codec.encode(request)?;
         let raw = self.raw_request(call, body, Some(self.inner.timeout));
         let nodes = match &raw.address {
-            Some(address) => vec![Arc::new(Node { id: address.clone(), address: address.clone(), ..Node::default() })],
+            Some(address) => vec![node_at(address)],
             None => {
                 self.inner
                     .selector

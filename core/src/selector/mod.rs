@@ -97,6 +97,26 @@ pub trait Selector: Send + Sync + fmt::Debug + 'static {
 }
 
 /// Picks one of a service's candidate nodes.
+///
+/// A strategy returns one of the candidates it is given rather than a node of its own: the
+/// selector hands that node, shared, to the call.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use rmicro_core::registry::{MemoryRegistry, Node};
+/// # use rmicro_core::selector::{RegistrySelector, SelectOptions, Strategy};
+/// /// Sends every call to the node with the lowest id, as a primary/standby pair would.
+/// #[derive(Debug)]
+/// struct Primary;
+///
+/// impl Strategy for Primary {
+///     fn pick<'a>(&self, _service: &str, nodes: &'a [Arc<Node>], _options: &SelectOptions) -> &'a Arc<Node> {
+///         nodes.iter().min_by(|a, b| a.id.cmp(&b.id)).expect("the selector never passes an empty list")
+///     }
+/// }
+///
+/// let _primary_first = RegistrySelector::builder(Arc::new(MemoryRegistry::new())).strategy(Primary).build();
+/// ```
 pub trait Strategy: Send + Sync + fmt::Debug + 'static {
     /// The node to call among `nodes` (never empty), for `service`.
     fn pick<'a>(&self, service: &str, nodes: &'a [Arc<Node>], options: &SelectOptions) -> &'a Arc<Node>;
