@@ -8,11 +8,9 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{Message as _, Offset, TopicPartitionList};
 use rmicro_core::Result;
-use rmicro_core::broker::{
-    AckMode, Delivery, Handler, Message, SubscribeOptions, Subscription, WorkerSubscription, handle_safely,
-    settle_channel,
-};
+use rmicro_core::broker::{AckMode, Delivery, Handler, Message, SubscribeOptions, Subscription};
 use rmicro_core::metadata::Metadata;
+use rmicro_core::raw::{WorkerSubscription, handle_safely, settle_channel};
 use tokio_util::sync::CancellationToken;
 
 use crate::{KafkaConfig, kafka_error};

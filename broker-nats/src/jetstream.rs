@@ -6,10 +6,8 @@ use async_nats::jetstream::{self, AckKind, consumer, stream};
 use async_trait::async_trait;
 use futures::StreamExt;
 use rmicro_core::Result;
-use rmicro_core::broker::{
-    AckMode, Acknowledger, Delivery, Handler, Message, SubscribeOptions, Subscription, WorkerSubscription,
-    handle_safely,
-};
+use rmicro_core::broker::{AckMode, Acknowledger, Delivery, Handler, Message, SubscribeOptions, Subscription};
+use rmicro_core::raw::{WorkerSubscription, handle_safely};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::JetStreamConfig;

@@ -55,10 +55,9 @@ use std::sync::Arc;
 use async_nats::HeaderMap;
 use async_trait::async_trait;
 use futures::StreamExt;
-use rmicro_core::broker::{
-    Broker, Capabilities, Delivery, Handler, Message, SubscribeOptions, Subscription, WorkerSubscription, handle_safely,
-};
+use rmicro_core::broker::{Broker, Capabilities, Delivery, Handler, Message, SubscribeOptions, Subscription};
 use rmicro_core::metadata::Metadata;
+use rmicro_core::raw::{WorkerSubscription, handle_safely};
 use rmicro_core::{Code, Error, Result};
 use tokio_util::sync::CancellationToken;
 

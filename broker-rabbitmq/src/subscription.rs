@@ -13,10 +13,8 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, Connection, Consumer};
 use rmicro_core::Result;
-use rmicro_core::broker::{
-    AckMode, Acknowledger, Delivery, Handler, Message, SubscribeOptions, Subscription, WorkerSubscription,
-    handle_safely,
-};
+use rmicro_core::broker::{AckMode, Acknowledger, Delivery, Handler, Message, SubscribeOptions, Subscription};
+use rmicro_core::raw::{WorkerSubscription, handle_safely};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 

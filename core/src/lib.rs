@@ -34,6 +34,7 @@ pub mod codec;
 pub mod context;
 pub mod error;
 pub mod metadata;
+pub mod raw;
 pub mod registry;
 pub mod selector;
 pub mod server;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use rmicro_core::broker::SubscribeOptions;
-use rmicro_core::client::RawRequest;
+use rmicro_core::client::ClientRequest;
 use rmicro_core::prelude::*;
 use rmicro_core::registry::{self, MemoryRegistry, Watcher};
 use rmicro_core::server::ServerRequest;
@@ -392,7 +392,7 @@ async fn layers_wrap_calls_on_both_sides() {
     let seen = seen_tenant.clone();
     let f = users(move |b| {
         b.client(|c| {
-            c.layer(TraceLayer::client()).layer(from_fn(|mut req: RawRequest, next: Next<_, _>| async move {
+            c.layer(TraceLayer::client()).layer(from_fn(|mut req: ClientRequest, next: Next<_, _>| async move {
                 req.metadata.insert("x-tenant", "acme");
                 next.run(req).await
             }))

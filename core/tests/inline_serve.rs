@@ -11,10 +11,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use rmicro_core::Result;
 use rmicro_core::prelude::*;
-use rmicro_core::server::CallServer;
-use rmicro_core::transport::{
-    Accepting, Arrivals, CallHead, Connection, IncomingCall, Listener, Reply, Requests, arrivals,
-};
+use rmicro_core::raw::{Accepting, Arrivals, arrivals};
+use rmicro_core::transport::{CallHead, Connection, IncomingCall, Listener, Reply, Requests, ServeCalls};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
@@ -55,7 +53,7 @@ impl Listener for HandOverListener {
         self.accepting.accept().await
     }
 
-    fn deliver_to(&mut self, server: CallServer) {
+    fn deliver_to(&mut self, server: Arc<dyn ServeCalls>) {
         self.accepting.deliver_to(server);
     }
 }

@@ -58,7 +58,8 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rmicro_core::registry::{Event, EventKind, Registry, Service, Watcher, broadcast_watcher};
+use rmicro_core::raw::broadcast_watcher;
+use rmicro_core::registry::{Event, EventKind, Registry, Service, Watcher};
 use rmicro_core::{Error, Result};
 use tokio::sync::{OnceCell, broadcast};
 use tokio::time::Instant;

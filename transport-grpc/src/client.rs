@@ -5,9 +5,10 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::uri::PathAndQuery;
-use rmicro_core::client::RawResponse;
 use rmicro_core::metadata::Metadata;
-use rmicro_core::transport::{CallHead, ClientCall, Connection, MessageSink, MessageSource, too_large};
+use rmicro_core::raw::too_large;
+use rmicro_core::transport::EncodedResponse;
+use rmicro_core::transport::{CallHead, ClientCall, Connection, MessageSink, MessageSource};
 use rmicro_core::{Error, Result};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -104,13 +105,13 @@ impl Connection for GrpcConnection {
 
     /// One gRPC unary request, made in the caller's task: no task per call, as a generated tonic
     /// client does it. Dropping the future resets the HTTP/2 stream.
-    async fn unary(&self, head: &CallHead, request: Bytes) -> Result<RawResponse> {
+    async fn unary(&self, head: &CallHead, request: Bytes) -> Result<EncodedResponse> {
         if request.len() > self.max {
             return Err(too_large(request.len(), self.max));
         }
         match send_unary(self.grpc(), path(head)?, self::request(head, request)).await {
             Ok(response) => {
-                Ok(RawResponse::new(wire::metadata_from(response.metadata().as_ref()), response.into_inner()))
+                Ok(EncodedResponse::new(wire::metadata_from(response.metadata().as_ref()), response.into_inner()))
             }
             Err(status) => Err(from_status(&status)),
         }

@@ -15,8 +15,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use rmicro_core::metadata::Metadata;
-use rmicro_core::server::CallServer;
-use rmicro_core::transport::{self, Accepting, Arrivals, CallHead, IncomingCall, Listener, MessageSource, Reply};
+use rmicro_core::raw::{Accepting, Arrivals};
+use rmicro_core::transport::{self, CallHead, IncomingCall, Listener, MessageSource, Reply, ServeCalls};
 use rmicro_core::{Error, Result};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -60,7 +60,7 @@ impl Listener for GrpcListener {
         self.calls.accept().await
     }
 
-    fn deliver_to(&mut self, server: CallServer) {
+    fn deliver_to(&mut self, server: std::sync::Arc<dyn ServeCalls>) {
         self.calls.deliver_to(server);
     }
 
@@ -79,7 +79,7 @@ pub(crate) async fn listen(address: &str, max: usize, tls: Option<TlsAcceptor>) 
     let tcp =
         TcpListener::bind(address).await.map_err(|e| Error::unavailable(format!("cannot listen on {address}: {e}")))?;
     let local = tcp.local_addr().map_err(|e| Error::internal(format!("listener has no address: {e}")))?;
-    let (tx, calls) = rmicro_core::transport::arrivals(ACCEPT_BACKLOG);
+    let (tx, calls) = rmicro_core::raw::arrivals(ACCEPT_BACKLOG);
     let (connections, closing) = (TaskTracker::new(), CancellationToken::new());
     let acceptor = tokio::spawn(accept(tcp, tx, max, tls, connections.clone(), closing.clone()));
     Ok(GrpcListener { address: local.to_string(), calls, acceptor, connections, closing })

@@ -83,7 +83,7 @@ pub(crate) fn status_frame(status: &Result<(), Error>) -> Bytes {
     }
 }
 
-pub(crate) use rmicro_core::transport::too_large;
+pub(crate) use rmicro_core::raw::too_large;
 
 /// Splits a byte stream into frames, refusing frames over the size limit.
 #[derive(Debug)]

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use foldhash::HashMap;
 use futures::StreamExt;
-use rmicro_core::client::RawResponse;
 use rmicro_core::metadata::Metadata;
+use rmicro_core::transport::EncodedResponse;
 use rmicro_core::transport::{CallHead, ClientCall, Connection, MessageSink, MessageSource};
 use rmicro_core::{Error, Result};
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -33,7 +33,7 @@ pub(crate) enum Inbound {
 /// unary call's one answer.
 enum Route {
     Stream(mpsc::UnboundedSender<Inbound>, Arc<Semaphore>),
-    Unary(oneshot::Sender<Result<RawResponse>>),
+    Unary(oneshot::Sender<Result<EncodedResponse>>),
 }
 
 /// The calls in progress on one connection, by call number.
@@ -275,7 +275,7 @@ impl Connection for NatsConnection {
     }
 
     /// One message each way (see the `unary` module).
-    async fn unary(&self, head: &CallHead, request: Bytes) -> Result<RawResponse> {
+    async fn unary(&self, head: &CallHead, request: Bytes) -> Result<EncodedResponse> {
         let (number, reply) = self.next_call();
         let payload = unary::encode_call(head, &request)?;
         if payload.len() > self.max {

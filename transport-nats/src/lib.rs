@@ -63,7 +63,7 @@ pub(crate) fn nats_error(doing: &str, error: impl std::fmt::Display) -> Error {
     Error::new(Code::Unavailable, format!("nats: {doing}: {error}")).with_id("rmicro.transport.nats")
 }
 
-pub(crate) use rmicro_core::transport::too_large;
+pub(crate) use rmicro_core::raw::too_large;
 
 /// The NATS transport: one NATS connection for every listener and dialled node.
 #[derive(Clone, Debug)]

@@ -16,8 +16,8 @@ use foldhash::HashMap;
 use futures::future::Either;
 use futures::{FutureExt, StreamExt};
 use rmicro_core::metadata::Metadata;
-use rmicro_core::server::CallServer;
-use rmicro_core::transport::{Accepting, Arrivals, CallHead, IncomingCall, Listener, MessageSource, Reply, Requests};
+use rmicro_core::raw::{Accepting, Arrivals};
+use rmicro_core::transport::{CallHead, IncomingCall, Listener, MessageSource, Reply, Requests, ServeCalls};
 use rmicro_core::{Error, Result};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
@@ -135,7 +135,7 @@ impl Listener for NatsListener {
         self.incoming.accept().await
     }
 
-    fn deliver_to(&mut self, server: CallServer) {
+    fn deliver_to(&mut self, server: std::sync::Arc<dyn ServeCalls>) {
         self.incoming.deliver_to(server);
     }
 
@@ -159,7 +159,7 @@ pub(crate) async fn listen(client: Client, address: &str, max: usize) -> Result<
         client.subscribe(format!("{subject}.>")).await.map_err(|e| nats_error("subscribing to calls", e))?;
     client.flush().await.map_err(|e| nats_error("flushing a subscription", e))?;
     let calls = Arc::new(Calls::default());
-    let (tx, incoming) = rmicro_core::transport::arrivals(1024);
+    let (tx, incoming) = rmicro_core::raw::arrivals(1024);
     let stopped = Arc::new(AtomicBool::new(false));
     let task =
         tokio::spawn(serve(Arc::new(client), subject.clone(), subscription, tx, calls.clone(), stopped.clone(), max));

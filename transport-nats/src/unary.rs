@@ -18,9 +18,10 @@
 
 use async_nats::HeaderMap;
 use bytes::{Buf, Bytes};
-use rmicro_core::client::{DEFAULT_CONTENT_TYPE, RawResponse};
+use rmicro_core::codec::DEFAULT_CONTENT_TYPE;
 use rmicro_core::metadata::Metadata;
 use rmicro_core::transport::CallHead;
+use rmicro_core::transport::EncodedResponse;
 use rmicro_core::{Error, Result};
 
 use crate::frame;
@@ -178,15 +179,15 @@ pub(crate) fn decode_call(payload: Bytes) -> std::result::Result<UnaryCall, Stri
 
 /// The answer a message carries: the payload itself when the message has no headers, else the
 /// response or the error framed in the payload.
-pub(crate) fn read_answer(headers: Option<&HeaderMap>, payload: Bytes) -> Result<RawResponse> {
+pub(crate) fn read_answer(headers: Option<&HeaderMap>, payload: Bytes) -> Result<EncodedResponse> {
     match headers {
-        None => Ok(RawResponse::new(Metadata::new(), payload)),
+        None => Ok(EncodedResponse::new(Metadata::new(), payload)),
         Some(_) => decode_answer(payload),
     }
 }
 
 /// The framed answer in `payload`: the response, or the error the server sent.
-fn decode_answer(payload: Bytes) -> Result<RawResponse> {
+fn decode_answer(payload: Bytes) -> Result<EncodedResponse> {
     let malformed = |why: String| Error::internal(format!("the server's answer is malformed: {why}"));
     let mut reader = Reader { buf: payload };
     if !reader.buf.has_remaining() {
@@ -195,7 +196,7 @@ fn decode_answer(payload: Bytes) -> Result<RawResponse> {
     let status = reader.buf.get_u8();
     let metadata = reader.metadata().map_err(malformed)?;
     match status {
-        OK => Ok(RawResponse::new(metadata, reader.buf)),
+        OK => Ok(EncodedResponse::new(metadata, reader.buf)),
         FAILED => Err(Error::from_json(&reader.buf)),
         REFUSED => Err(Error::from_json(&reader.buf).unsent()),
         other => Err(malformed(format!("unknown status {other}"))),
@@ -239,7 +240,7 @@ mod tests {
         assert_eq!(decode_call(long).unwrap().head, json);
     }
 
-    fn round_trip(sent: std::result::Result<(&Metadata, Bytes), (&Error, bool)>) -> Result<RawResponse> {
+    fn round_trip(sent: std::result::Result<(&Metadata, Bytes), (&Error, bool)>) -> Result<EncodedResponse> {
         let (headers, payload) = answer(sent);
         read_answer(headers.as_ref(), payload)
     }
@@ -248,7 +249,7 @@ mod tests {
     fn answers_round_trip() {
         let metadata: Metadata = [("x-served-by", "n1")].into_iter().collect();
         let answer = round_trip(Ok((&metadata, Bytes::from_static(b"response")))).unwrap();
-        assert_eq!(answer, RawResponse::new(metadata, Bytes::from_static(b"response")));
+        assert_eq!(answer, EncodedResponse::new(metadata, Bytes::from_static(b"response")));
         let error = Error::not_found("no such user");
         let failed = round_trip(Err((&error, false))).unwrap_err();
         assert_eq!((failed.code, failed.is_unsent()), (Code::NotFound, false));

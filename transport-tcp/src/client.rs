@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{BufMut, Bytes};
-use rmicro_core::client::RawResponse;
 use rmicro_core::metadata::Metadata;
+use rmicro_core::transport::EncodedResponse;
 use rmicro_core::transport::{CallHead, ClientCall, Connection, MessageSink, MessageSource};
 use rmicro_core::{Error, Result};
 use rustls::pki_types::ServerName;
@@ -277,7 +277,7 @@ impl Connection for TcpConnection {
     }
 
     /// One `Open` frame carrying the request out, one `End` frame carrying the answer back.
-    async fn unary(&self, head: &CallHead, request: Bytes) -> Result<RawResponse> {
+    async fn unary(&self, head: &CallHead, request: Bytes) -> Result<EncodedResponse> {
         frame::check_head([head.service.as_str(), &head.endpoint, &head.content_type], &head.metadata)?;
         let shared = &self.shared;
         if request.len() > shared.max {
@@ -294,7 +294,7 @@ impl Connection for TcpConnection {
         status?;
         match reply {
             Some(body) if body.len() > shared.max => Err(too_large(body.len(), shared.max)),
-            Some(body) => Ok(RawResponse::new(header, body)),
+            Some(body) => Ok(EncodedResponse::new(header, body)),
             None => Err(Error::internal("the server sent no response")),
         }
     }

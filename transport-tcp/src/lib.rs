@@ -174,4 +174,4 @@ pub(crate) fn unavailable(detail: impl Into<String>) -> Error {
     Error::unavailable(detail).with_id("rmicro.transport.tcp")
 }
 
-pub(crate) use rmicro_core::transport::too_large;
+pub(crate) use rmicro_core::raw::too_large;

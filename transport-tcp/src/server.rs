@@ -8,8 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::{BufMut, Bytes};
 use rmicro_core::metadata::Metadata;
-use rmicro_core::server::CallServer;
-use rmicro_core::transport::{Accepting, Arrivals, CallHead, IncomingCall, Listener, MessageSource, Reply, Requests};
+use rmicro_core::raw::{Accepting, Arrivals};
+use rmicro_core::transport::{CallHead, IncomingCall, Listener, MessageSource, Reply, Requests, ServeCalls};
 use rmicro_core::{Error, Result};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
@@ -70,7 +70,7 @@ impl Listener for TcpListener {
         self.incoming.accept().await
     }
 
-    fn deliver_to(&mut self, server: CallServer) {
+    fn deliver_to(&mut self, server: std::sync::Arc<dyn ServeCalls>) {
         self.incoming.deliver_to(server);
     }
 
@@ -116,7 +116,7 @@ pub(crate) async fn listen(address: &str, max: usize, tls: Option<TlsAcceptor>) 
         live: AtomicUsize::new(0),
         connections: TaskTracker::new(),
     });
-    let (calls, incoming) = rmicro_core::transport::arrivals(1024);
+    let (calls, incoming) = rmicro_core::raw::arrivals(1024);
     let acceptor = tokio::spawn(accept(socket, tls, state.clone(), calls));
     Ok(TcpListener { address, incoming, acceptor, state })
 }

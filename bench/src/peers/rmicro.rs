@@ -43,7 +43,7 @@ async fn transport(name: &str, nats_url: &str) -> Result<Arc<dyn Transport>, Str
 
 /// The content type the client sends: gRPC's own name over gRPC, rmicro's default elsewhere.
 fn content_type(transport: &str) -> &'static str {
-    if transport == "grpc" { "application/grpc" } else { rmicro::client::DEFAULT_CONTENT_TYPE }
+    if transport == "grpc" { "application/grpc" } else { rmicro::codec::DEFAULT_CONTENT_TYPE }
 }
 
 pub(crate) async fn serve(transport_name: &str, nats_url: &str) -> Result<(String, super::Running), String> {

@@ -7,11 +7,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    AckMode, Acknowledger, Broker, Capabilities, Delivery, Handler, Message, SubscribeOptions, Subscription,
-    WorkerSubscription,
-};
+use super::{AckMode, Acknowledger, Broker, Capabilities, Delivery, Handler, Message, SubscribeOptions, Subscription};
 use crate::error::{Error, Result};
+use crate::raw::WorkerSubscription;
 
 /// The in-memory broker. Clones share topics and subscriptions.
 #[derive(Clone, Debug, Default)]
@@ -174,7 +172,7 @@ async fn consume(c: Consumer) {
             AckMode::Auto => Delivery::new(&c.topic, message, attempt, None),
             AckMode::Manual => Delivery::new(&c.topic, message, attempt, Some(Box::new(acker.take()))),
         };
-        let handled = super::handle_safely(&*c.handler, delivery).await.is_ok();
+        let handled = crate::raw::handle_safely(&*c.handler, delivery).await.is_ok();
         if !handled {
             tracing::warn!(topic = %c.topic, attempt, "memory broker: handler failed; message will be redelivered");
         }

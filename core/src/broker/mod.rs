@@ -12,7 +12,6 @@
 //! What a backend cannot do it declares in [`Capabilities`].
 
 mod memory;
-mod worker;
 
 use std::fmt;
 use std::future::Future;
@@ -25,7 +24,6 @@ use crate::error::Result;
 use crate::metadata::Metadata;
 
 pub use memory::MemoryBroker;
-pub use worker::{WorkerSubscription, handle_safely, settle_channel};
 
 /// A published message: headers plus an opaque body.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -8,9 +8,10 @@ use futures::future::BoxFuture;
 use tokio::time::Instant;
 use tower_service::Service;
 
-use super::call::{RawRequest, RawResponse};
+use super::call::ClientRequest;
 use super::pool::Pool;
 use crate::error::{Code, Error, Result};
+use crate::transport::EncodedResponse;
 use crate::transport::{CallHead, ClientCall};
 
 /// Sends one attempt to the node chosen for it and reads the single response.
@@ -19,19 +20,19 @@ pub(crate) struct Attempt {
     pub(crate) pool: Arc<Pool>,
 }
 
-impl Service<RawRequest> for Attempt {
-    type Response = RawResponse;
+impl Service<ClientRequest> for Attempt {
+    type Response = EncodedResponse;
     type Error = Error;
-    type Future = BoxFuture<'static, Result<RawResponse>>;
+    type Future = BoxFuture<'static, Result<EncodedResponse>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: RawRequest) -> Self::Future {
+    fn call(&mut self, req: ClientRequest) -> Self::Future {
         let pool = self.pool.clone();
         Box::pin(async move {
-            let RawRequest { service, endpoint, content_type, metadata, body, deadline, node, .. } = req;
+            let ClientRequest { service, endpoint, content_type, metadata, body, deadline, node, .. } = req;
             let node = node.ok_or_else(|| Error::internal("no node was chosen for the attempt"))?;
             let now = Instant::now();
             let timeout = deadline.map(|d| d.saturating_duration_since(now));
@@ -49,7 +50,7 @@ pub(crate) async fn unary(
     head: &CallHead,
     body: Bytes,
     now: Instant,
-) -> Result<RawResponse> {
+) -> Result<EncodedResponse> {
     let conn = pool.get(address, now).await?;
     let answered = conn.unary(head, body).await;
     if matches!(&answered, Err(e) if e.code == Code::Unavailable && e.is_unsent()) {

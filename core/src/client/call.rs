@@ -133,7 +133,7 @@ impl Call {
 /// A call with its body encoded: what client layers see.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
-pub struct RawRequest {
+pub struct ClientRequest {
     /// The service called.
     pub service: String,
     /// The endpoint called.
@@ -158,23 +158,6 @@ pub struct RawRequest {
     pub(crate) address: Option<String>,
     pub(crate) key: Option<String>,
     pub(crate) filters: Vec<Filter>,
-}
-
-/// The encoded answer to a [`RawRequest`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RawResponse {
-    /// Metadata the server sent back.
-    pub metadata: Metadata,
-    /// The encoded response.
-    pub body: Bytes,
-}
-
-impl RawResponse {
-    /// A response of `body` with `metadata`.
-    pub fn new(metadata: Metadata, body: Bytes) -> RawResponse {
-        RawResponse { metadata, body }
-    }
 }
 
 /// A decoded response with the metadata the server sent back.

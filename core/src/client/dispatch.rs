@@ -16,13 +16,14 @@ use super::ClientService;
 use super::attempt;
 use super::backoff::Backoff;
 use super::budget::RetryBudget;
-use super::call::{RawRequest, RawResponse};
+use super::call::ClientRequest;
 use super::fail_mode::FailMode;
 use super::pool::Pool;
 use crate::error::{Error, Result};
 use crate::metadata::Metadata;
 use crate::registry::Node;
 use crate::selector::{Filter, Outcome, SelectOptions, Selector};
+use crate::transport::EncodedResponse;
 use crate::transport::{CallHead, ClientCall};
 
 /// Selects nodes, runs attempts (through the per-attempt layers, when there are any) and applies
@@ -78,9 +79,9 @@ pub(crate) struct Outgoing {
     filters: Vec<Filter>,
 }
 
-impl From<RawRequest> for Outgoing {
-    fn from(req: RawRequest) -> Outgoing {
-        let RawRequest {
+impl From<ClientRequest> for Outgoing {
+    fn from(req: ClientRequest) -> Outgoing {
+        let ClientRequest {
             service,
             endpoint,
             content_type,
@@ -115,8 +116,8 @@ impl Outgoing {
     }
 
     /// The request per-attempt layers see for attempt number `attempt` to `node`.
-    fn attempt_request(&self, node: Arc<Node>, attempt: u32) -> RawRequest {
-        RawRequest {
+    fn attempt_request(&self, node: Arc<Node>, attempt: u32) -> ClientRequest {
+        ClientRequest {
             service: self.head.service.clone(),
             endpoint: self.head.endpoint.clone(),
             content_type: self.head.content_type.clone(),
@@ -173,16 +174,16 @@ impl Drop for Marker<'_> {
     }
 }
 
-impl Service<RawRequest> for Dispatch {
-    type Response = RawResponse;
+impl Service<ClientRequest> for Dispatch {
+    type Response = EncodedResponse;
     type Error = Error;
-    type Future = BoxFuture<'static, Result<RawResponse>>;
+    type Future = BoxFuture<'static, Result<EncodedResponse>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: RawRequest) -> Self::Future {
+    fn call(&mut self, req: ClientRequest) -> Self::Future {
         let this = self.clone();
         Box::pin(async move { this.dispatch(req).await })
     }
@@ -191,7 +192,10 @@ impl Service<RawRequest> for Dispatch {
 impl Dispatch {
     /// Sends the call, within its deadline, as its fail mode says. Takes the request apart
     /// before making the future, which then holds the call once.
-    pub(crate) fn dispatch(&self, req: RawRequest) -> impl Future<Output = Result<RawResponse>> + Send + use<'_> {
+    pub(crate) fn dispatch(
+        &self,
+        req: ClientRequest,
+    ) -> impl Future<Output = Result<EncodedResponse>> + Send + use<'_> {
         self.budget.deposit();
         let mut call = Outgoing::from(req);
         async move {
@@ -225,7 +229,13 @@ impl Dispatch {
     }
 
     /// Sends one attempt to `node`, with `head` (the call's head carrying the time left).
-    async fn send(&self, call: &Outgoing, head: &CallHead, marker: Marker<'_>, attempt: u32) -> Result<RawResponse> {
+    async fn send(
+        &self,
+        call: &Outgoing,
+        head: &CallHead,
+        marker: Marker<'_>,
+        attempt: u32,
+    ) -> Result<EncodedResponse> {
         let node = marker.node;
         let result = match &self.attempt_layers {
             // Boxed: the request it holds would otherwise enlarge every call's future.
@@ -243,7 +253,7 @@ impl Dispatch {
     }
 
     /// Failfast, failover and failtry: attempts one after another, with backoff between them.
-    async fn retry(&self, call: &mut Outgoing, mode: FailMode) -> Result<RawResponse> {
+    async fn retry(&self, call: &mut Outgoing, mode: FailMode) -> Result<EncodedResponse> {
         let mut tried = Vec::new();
         let mut sticky: Option<(Arc<Node>, bool)> = None;
         let mut attempt = 0;
@@ -319,7 +329,7 @@ impl Dispatch {
     }
 
     /// Failbackup: a second attempt to another node if the first is slow; first answer wins.
-    async fn hedge(&self, call: &Outgoing, delay: Duration) -> Result<RawResponse> {
+    async fn hedge(&self, call: &Outgoing, delay: Duration) -> Result<EncodedResponse> {
         let (first_node, first_marked) = self.choose(call, &[]).await?;
         let tried = [first_node.id.clone()];
         let started = Instant::now();

@@ -6,11 +6,11 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
-use super::call::{Call, RawRequest, Response};
+use super::call::{Call, ClientRequest, Response};
 use super::dispatch::{node_at, select_options};
 use super::fail_mode::FailMode;
 use super::stream::bad_response;
-use super::{Client, RawResponse};
+use super::{Client, EncodedResponse};
 use crate::codec::{self, Message};
 use crate::error::{Error, Result};
 use crate::registry::Node;
@@ -84,7 +84,7 @@ impl Client {
         &self,
         call: Call,
         request: &Req,
-    ) -> Result<(Arc<dyn codec::Codec>, Vec<Arc<Node>>, RawRequest)> {
+    ) -> Result<(Arc<dyn codec::Codec>, Vec<Arc<Node>>, ClientRequest)> {
         let codec = self.inner.codecs.get(self.content_type_of(&call))?.clone();
         let body: Bytes = codec.encode(request)?;
         let raw = self.raw_request(call, body, Some(self.inner.timeout));
@@ -103,9 +103,9 @@ impl Client {
     /// The call sent to `node` only, through the client's layers, without retries.
     fn pinned(
         &self,
-        raw: &RawRequest,
+        raw: &ClientRequest,
         node: Arc<Node>,
-    ) -> impl std::future::Future<Output = Result<RawResponse>> + use<> {
+    ) -> impl std::future::Future<Output = Result<EncodedResponse>> + use<> {
         let mut one = raw.clone();
         one.node = Some(node);
         one.fail_mode = FailMode::Failfast;

@@ -55,8 +55,9 @@ use crate::registry::{MemoryRegistry, Registry};
 use crate::selector::{RegistrySelector, Selector};
 use crate::transport::{MemoryTransport, Transport};
 
+pub use crate::transport::EncodedResponse;
 pub use backoff::Backoff;
-pub use call::{Call, RawRequest, RawResponse, Response};
+pub use call::{Call, ClientRequest, Response};
 pub use fail_mode::FailMode;
 pub use fanout::FanoutReply;
 pub use stream::Streaming;
@@ -68,7 +69,7 @@ use pool::Pool;
 use stream::bad_response;
 
 /// The type-erased service client layers wrap.
-pub type ClientService = BoxCloneSyncService<RawRequest, RawResponse, Error>;
+pub type ClientService = BoxCloneSyncService<ClientRequest, EncodedResponse, Error>;
 
 type LayerFn = Arc<dyn Fn(ClientService) -> ClientService + Send + Sync>;
 
@@ -76,8 +77,6 @@ type LayerFn = Arc<dyn Fn(ClientService) -> ClientService + Send + Sync>;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The default number of retries of a retryable failure, as in go-micro.
 pub const DEFAULT_RETRIES: u32 = 1;
-/// The default content type of requests and published messages.
-pub const DEFAULT_CONTENT_TYPE: &str = "application/protobuf";
 
 /// Calls services and publishes messages. Cheap to clone; clones share connections and caches.
 #[derive(Clone)]
@@ -146,12 +145,16 @@ impl Client {
     }
 
     /// Calls with an already encoded body (in the call's content type), as proxies and gateways do.
-    pub fn call_bytes(&self, call: Call, body: Bytes) -> impl Future<Output = Result<RawResponse>> + Send + use<'_> {
+    pub fn call_bytes(
+        &self,
+        call: Call,
+        body: Bytes,
+    ) -> impl Future<Output = Result<EncodedResponse>> + Send + use<'_> {
         self.send(self.raw_request(call, body, Some(self.inner.timeout)))
     }
 
     /// Sends `raw` through the client's layers, if any, and dispatch.
-    fn send(&self, raw: RawRequest) -> impl Future<Output = Result<RawResponse>> + Send + use<'_> {
+    fn send(&self, raw: ClientRequest) -> impl Future<Output = Result<EncodedResponse>> + Send + use<'_> {
         match &self.inner.layers {
             Some(layers) => Either::Left(layers.clone().oneshot(raw)),
             None => Either::Right(self.inner.dispatch.dispatch(raw)),
@@ -159,9 +162,9 @@ impl Client {
     }
 
     /// The encoded form of `call`, with the client's defaults filled in.
-    fn raw_request(&self, call: Call, body: Bytes, default_timeout: Option<Duration>) -> RawRequest {
+    fn raw_request(&self, call: Call, body: Bytes, default_timeout: Option<Duration>) -> ClientRequest {
         let inner = &self.inner;
-        RawRequest {
+        ClientRequest {
             content_type: self.content_type_of(&call).to_owned(),
             deadline: self.deadline_of(&call, default_timeout),
             idempotent: call.idempotent.unwrap_or_else(|| inner.idempotent.contains(&call.endpoint)),
@@ -262,8 +265,8 @@ impl fmt::Debug for ClientBuilder {
 fn boxed_layer<L>(layer: L) -> LayerFn
 where
     L: Layer<ClientService> + Send + Sync + 'static,
-    L::Service: Service<RawRequest, Response = RawResponse, Error = Error> + Clone + Send + Sync + 'static,
-    <L::Service as Service<RawRequest>>::Future: Send + 'static,
+    L::Service: Service<ClientRequest, Response = EncodedResponse, Error = Error> + Clone + Send + Sync + 'static,
+    <L::Service as Service<ClientRequest>>::Future: Send + 'static,
 {
     Arc::new(move |inner| BoxCloneSyncService::new(layer.layer(inner)))
 }
@@ -363,8 +366,8 @@ impl ClientBuilder {
     pub fn layer<L>(mut self, layer: L) -> ClientBuilder
     where
         L: Layer<ClientService> + Send + Sync + 'static,
-        L::Service: Service<RawRequest, Response = RawResponse, Error = Error> + Clone + Send + Sync + 'static,
-        <L::Service as Service<RawRequest>>::Future: Send + 'static,
+        L::Service: Service<ClientRequest, Response = EncodedResponse, Error = Error> + Clone + Send + Sync + 'static,
+        <L::Service as Service<ClientRequest>>::Future: Send + 'static,
     {
         self.layers.push(boxed_layer(layer));
         self
@@ -374,8 +377,8 @@ impl ClientBuilder {
     pub fn attempt_layer<L>(mut self, layer: L) -> ClientBuilder
     where
         L: Layer<ClientService> + Send + Sync + 'static,
-        L::Service: Service<RawRequest, Response = RawResponse, Error = Error> + Clone + Send + Sync + 'static,
-        <L::Service as Service<RawRequest>>::Future: Send + 'static,
+        L::Service: Service<ClientRequest, Response = EncodedResponse, Error = Error> + Clone + Send + Sync + 'static,
+        <L::Service as Service<ClientRequest>>::Future: Send + 'static,
     {
         self.attempt_layers.push(boxed_layer(layer));
         self
@@ -412,7 +415,7 @@ impl ClientBuilder {
                 selector,
                 broker: self.broker.unwrap_or_else(|| Arc::new(MemoryBroker::new())),
                 codecs: self.codecs.unwrap_or_default(),
-                content_type: self.content_type.unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned()),
+                content_type: self.content_type.unwrap_or_else(|| codec::DEFAULT_CONTENT_TYPE.to_owned()),
                 timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
                 fail_mode: self.fail_mode.unwrap_or_default(),
                 idempotent: self.idempotent,

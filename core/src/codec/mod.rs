@@ -17,12 +17,14 @@ use foldhash::HashMap;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::client::DEFAULT_CONTENT_TYPE;
 use crate::error::{Code, Error, Result};
 
 pub use json::{Json, JsonCodec};
 pub use protobuf::ProtobufCodec;
 pub use raw::{Raw, RawCodec};
+
+/// The default content type of requests and published messages.
+pub const DEFAULT_CONTENT_TYPE: &str = "application/protobuf";
 
 /// A message body that can be encoded by one or more codecs.
 ///

@@ -8,8 +8,9 @@ use async_trait::async_trait;
 use tokio::sync::{Notify, broadcast};
 use tokio::time::Instant;
 
-use super::{Event, EventKind, Node, Registry, Service, Watcher, broadcast_watcher};
+use super::{Event, EventKind, Node, Registry, Service, Watcher};
 use crate::error::{Error, Result};
+use crate::raw::broadcast_watcher;
 
 const WATCH_BUFFER: usize = 1024;
 

@@ -44,15 +44,15 @@ use crate::error::{Code, Error, Result};
 use crate::registry::{self, MemoryRegistry, Node, Registry};
 use crate::transport::{MemoryTransport, Transport};
 
+pub use crate::transport::EncodedResponse;
 pub use handler::ServerStream;
-pub use router::{ServerRequest, ServerResponse};
-pub use serve::CallServer;
+pub use router::ServerRequest;
 
 use router::{Endpoints, Router};
 use subscriber::Subscriber;
 
 /// The type-erased service server layers wrap.
-pub type ServerService = BoxCloneSyncService<ServerRequest, ServerResponse, Error>;
+pub type ServerService = BoxCloneSyncService<ServerRequest, EncodedResponse, Error>;
 
 /// How long a registration lives without being renewed (go-micro's default).
 pub const DEFAULT_REGISTER_TTL: Duration = Duration::from_secs(90);
@@ -354,7 +354,7 @@ impl ServerBuilder {
                 register_ttl: DEFAULT_REGISTER_TTL,
                 register_interval: DEFAULT_REGISTER_INTERVAL,
                 shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
-                content_type: crate::client::DEFAULT_CONTENT_TYPE.to_owned(),
+                content_type: crate::codec::DEFAULT_CONTENT_TYPE.to_owned(),
             },
             transport: None,
             registry: None,
@@ -440,7 +440,7 @@ impl ServerBuilder {
     pub fn layer<L>(mut self, layer: L) -> ServerBuilder
     where
         L: Layer<ServerService> + Send + 'static,
-        L::Service: Service<ServerRequest, Response = ServerResponse, Error = Error> + Clone + Send + Sync + 'static,
+        L::Service: Service<ServerRequest, Response = EncodedResponse, Error = Error> + Clone + Send + Sync + 'static,
         <L::Service as Service<ServerRequest>>::Future: Send + 'static,
     {
         self.layers.push(Box::new(move |inner| BoxCloneSyncService::new(layer.layer(inner))));

@@ -13,7 +13,7 @@ use super::handler::{Endpoint, Handler, UnaryFn};
 use crate::codec::Codecs;
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::metadata::Metadata;
+use crate::transport::EncodedResponse;
 
 /// A unary call as server layers see it.
 #[derive(Clone, Debug)]
@@ -29,23 +29,6 @@ pub struct ServerRequest {
     pub body: Bytes,
     /// The caller's metadata, deadline and cancellation.
     pub context: Context,
-}
-
-/// The encoded answer to a [`ServerRequest`].
-#[derive(Clone, Debug, Default)]
-#[non_exhaustive]
-pub struct ServerResponse {
-    /// Metadata sent back to the caller.
-    pub metadata: Metadata,
-    /// The encoded response.
-    pub body: Bytes,
-}
-
-impl ServerResponse {
-    /// A response of `body` with `metadata`.
-    pub fn new(metadata: Metadata, body: Bytes) -> ServerResponse {
-        ServerResponse { metadata, body }
-    }
 }
 
 pub(crate) type Endpoints = Arc<RwLock<BTreeMap<String, Arc<Endpoint>>>>;
@@ -72,9 +55,9 @@ impl std::fmt::Debug for Endpoint {
 }
 
 impl Service<ServerRequest> for Router {
-    type Response = ServerResponse;
+    type Response = EncodedResponse;
     type Error = Error;
-    type Future = BoxFuture<'static, Result<ServerResponse>>;
+    type Future = BoxFuture<'static, Result<EncodedResponse>>;
 
     fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<()>> {
         Poll::Ready(Ok(()))
@@ -88,7 +71,7 @@ impl Service<ServerRequest> for Router {
 
 impl Router {
     /// Decodes the request, runs the endpoint's handler and encodes its response.
-    pub(crate) async fn route(&self, req: ServerRequest) -> Result<ServerResponse> {
+    pub(crate) async fn route(&self, req: ServerRequest) -> Result<EncodedResponse> {
         let Handler::Unary(handler) = find(&self.endpoints, &req.service, &req.endpoint)?.handler.clone() else {
             return Err(Error::bad_request(format!(
                 "{} is a streaming endpoint; open a stream to call it",
@@ -104,12 +87,12 @@ impl Router {
         &self,
         handler: &UnaryFn,
         req: ServerRequest,
-    ) -> impl Future<Output = Result<ServerResponse>> + use<> {
+    ) -> impl Future<Output = Result<EncodedResponse>> + use<> {
         let ctx = req.context.clone();
         let running = self.codecs.get(&req.content_type).map(|codec| handler(req.context, req.body, codec.clone()));
         async move {
             let body = running?.await?;
-            Ok(ServerResponse::new(ctx.take_reply_metadata(), body))
+            Ok(EncodedResponse::new(ctx.take_reply_metadata(), body))
         }
     }
 }

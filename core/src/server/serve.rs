@@ -14,17 +14,19 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use futures::future::BoxFuture;
+
 use super::Inner;
 use super::handler::{Handler, RawStream, SentReply, SharedReply, StreamFn, UnaryFn};
-use super::router::{ServerRequest, ServerResponse, find};
+use super::router::{ServerRequest, find};
 use super::until_done::UntilDone;
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::transport::{CallHead, IncomingCall, Listener, MessageSource, Reply, Requests};
+use crate::transport::{CallHead, EncodedResponse, IncomingCall, Listener, MessageSource, Reply, Requests, ServeCalls};
 
 /// Serves the calls a listener hands over: spawned, or on the listener's own task.
 #[derive(Clone, Debug)]
-pub struct CallServer {
+struct CallServer {
     server: Arc<Inner>,
     calls: TaskTracker,
     /// Whether the server runs on a current-thread runtime, where a task of its own buys a call
@@ -32,12 +34,12 @@ pub struct CallServer {
     one_thread: bool,
 }
 
-impl CallServer {
+impl ServeCalls for CallServer {
     /// Serves `call` on a task of its own. On a current-thread runtime the call first runs on the
     /// listener's task, up to where it would wait: a handler that answers at once then costs no
     /// task, and only a call that waits is moved to one. `if_running` runs before a call that
     /// may go on is spawned.
-    pub(crate) fn spawn(&self, call: IncomingCall, if_running: impl FnOnce()) {
+    fn spawn(&self, call: IncomingCall, if_running: &mut dyn FnMut()) {
         let served = self.calls.track_future(serve(self.server.clone(), call, None));
         if !self.one_thread {
             if_running();
@@ -63,8 +65,8 @@ impl CallServer {
     /// Serves a unary `call` on the task that awaits this, and a stream on a task of its own (the
     /// awaiting task must get back to its transport for the stream's messages to flow). A stop
     /// waits for both.
-    pub(crate) fn serve(&self, call: IncomingCall) -> impl Future<Output = ()> + Send + 'static {
-        self.calls.track_future(serve(self.server.clone(), call, Some(self.calls.clone())))
+    fn serve(&self, call: IncomingCall) -> BoxFuture<'static, ()> {
+        Box::pin(self.calls.track_future(serve(self.server.clone(), call, Some(self.calls.clone()))))
     }
 }
 
@@ -78,14 +80,14 @@ pub(crate) async fn accept(
 ) -> Box<dyn Listener> {
     let one_thread = Handle::current().runtime_flavor() == RuntimeFlavor::CurrentThread;
     let call_server = CallServer { server, calls, one_thread };
-    listener.deliver_to(call_server.clone());
+    listener.deliver_to(Arc::new(call_server.clone()));
     loop {
         let call = tokio::select! {
             _ = stop.cancelled() => return listener,
             call = listener.accept() => call,
         };
         match call {
-            Some(call) => call_server.spawn(call, || {}),
+            Some(call) => call_server.spawn(call, &mut || {}),
             None => {
                 tracing::warn!(server = %call_server.server.options.name, "listener closed; no more calls are accepted");
                 return listener;
@@ -186,7 +188,7 @@ fn unary<'a>(
     handler: &'a UnaryFn,
     mut request: ServerRequest,
     requests: Requests,
-) -> impl Future<Output = Result<ServerResponse>> + Send + 'a {
+) -> impl Future<Output = Result<EncodedResponse>> + Send + 'a {
     // An async block for the reason `serve` is one.
     async move {
         request.body = match requests {

@@ -13,10 +13,11 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::{
     CallHead, ClientCall, Connection, DEFAULT_MAX_MESSAGE_SIZE, IncomingCall, Listener, MessageSink, MessageSource,
-    Reply, Requests, Transport, too_large,
+    Reply, Requests, Transport,
 };
 use crate::error::{Code, Error, Result};
 use crate::metadata::Metadata;
+use crate::raw::too_large;
 
 /// How many messages may wait unread on a stream before the sender waits (flow control).
 const STREAM_WINDOW: usize = 16;

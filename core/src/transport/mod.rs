@@ -1,14 +1,13 @@
 //! Point-to-point transfer of calls between client and server.
 //!
 //! A server [`listen`](Transport::listen)s and takes [`IncomingCall`]s, which the listener's
-//! tasks hand it straight ([`Arrivals`]) or queue for [`Listener::accept`]; a client
+//! tasks hand it straight (through [`ServeCalls`]) or queue for [`Listener::accept`]; a client
 //! [`dial`](Transport::dial)s an address once and opens many concurrent calls on the
 //! [`Connection`]. Every call is a stream: the client sends request messages and closes its side,
 //! the server sends an optional header, response messages and a final status. A unary call is a
 //! stream of one message each way. Dropping the client's side before the status arrives cancels
 //! the call on the server ([`IncomingCall::cancel`] fires).
 
-mod arrivals;
 mod memory;
 mod tls;
 
@@ -18,22 +17,47 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::RawResponse;
 use crate::error::Result;
 use crate::metadata::Metadata;
 
-pub use arrivals::{Accepting, Arrival, Arrivals, arrivals};
 pub use memory::MemoryTransport;
 pub use tls::TlsConfig;
 
 /// Default largest message a transport accepts, as in gRPC: 4 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
 
-/// The error for a message over a transport's size limit, the same from every transport.
-pub fn too_large(len: usize, max: usize) -> crate::Error {
-    crate::Error::new(crate::Code::PayloadTooLarge, format!("message of {len} bytes exceeds the limit of {max} bytes"))
+/// An encoded answer: the metadata sent back and the encoded response. The one response type
+/// of client layers, server layers and transports alike.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EncodedResponse {
+    /// Metadata the server sent back.
+    pub metadata: Metadata,
+    /// The encoded response.
+    pub body: Bytes,
+}
+
+impl EncodedResponse {
+    /// A response of `body` with `metadata`.
+    pub fn new(metadata: Metadata, body: Bytes) -> EncodedResponse {
+        EncodedResponse { metadata, body }
+    }
+}
+
+/// What serves the calls a listener receives. A server plugs itself into its listeners through
+/// this (see [`Listener::deliver_to`]), as tonic's transport server takes any tower `Service`;
+/// the listener's tasks then hand each call over with no queue in between.
+pub trait ServeCalls: Send + Sync + fmt::Debug + 'static {
+    /// Serves `call` on a task of its own. On a current-thread runtime the call may first run on
+    /// the caller's task, up to where it would wait. `if_running` runs before a call that may go
+    /// on after this returns is spawned, and not for a call served to its end here.
+    fn spawn(&self, call: IncomingCall, if_running: &mut dyn FnMut());
+    /// Serves a unary `call` on the task that awaits the future, and a stream on a task of its
+    /// own (the awaiting task must get back to its transport for the stream's messages to flow).
+    fn serve(&self, call: IncomingCall) -> BoxFuture<'static, ()>;
 }
 
 /// What a call is about, sent before its first message.
@@ -73,8 +97,8 @@ pub trait Listener: Send + Sync + fmt::Debug {
     /// The next call; `None` once the listener can accept no more.
     async fn accept(&mut self) -> Option<IncomingCall>;
     /// Hands calls to `server` from now on instead of queueing them for `accept` (see
-    /// [`Arrivals`]); a listener that only queues ignores it.
-    fn deliver_to(&mut self, _server: crate::server::CallServer) {}
+    /// [`raw::Arrivals`](crate::raw::Arrivals)); a listener that only queues ignores it.
+    fn deliver_to(&mut self, _server: Arc<dyn ServeCalls>) {}
     /// Stops listening and closes connections once what they carry has been delivered (the
     /// server calls it after its in-flight calls finished). Dropping the listener instead stops
     /// accepting only.
@@ -91,7 +115,7 @@ pub trait Connection: Send + Sync + fmt::Debug {
     /// Sends a unary call (`head.stream` is false) with its one request and waits for its one
     /// response. This goes through [`open`](Connection::open); a transport that carries a unary
     /// call in one message each way overrides it, sparing every call the per-message plumbing.
-    async fn unary(&self, head: &CallHead, request: Bytes) -> Result<RawResponse> {
+    async fn unary(&self, head: &CallHead, request: Bytes) -> Result<EncodedResponse> {
         let mut call = self.open(head.clone()).await?;
         let sent = async {
             call.requests.send(request).await?;
@@ -111,7 +135,7 @@ pub trait Connection: Send + Sync + fmt::Debug {
         };
         call.responses.recv().await?;
         let metadata = call.responses.header().cloned().unwrap_or_default();
-        Ok(RawResponse::new(metadata, body))
+        Ok(EncodedResponse::new(metadata, body))
     }
     /// Whether the connection can carry no more calls and should be dialled again.
     fn is_closed(&self) -> bool;

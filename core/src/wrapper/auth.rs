@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::client::RawRequest;
+use crate::client::ClientRequest;
 use crate::error::{Error, Result};
 use crate::server::ServerRequest;
 
@@ -73,7 +73,7 @@ impl<S> fmt::Debug for Token<S> {
     }
 }
 
-impl<S: Service<RawRequest>> Service<RawRequest> for Token<S> {
+impl<S: Service<ClientRequest>> Service<ClientRequest> for Token<S> {
     type Response = S::Response;
     type Error = S::Error;
     type Future = S::Future;
@@ -82,7 +82,7 @@ impl<S: Service<RawRequest>> Service<RawRequest> for Token<S> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: RawRequest) -> S::Future {
+    fn call(&mut self, mut req: ClientRequest) -> S::Future {
         req.metadata.insert(AUTHORIZATION, self.header.to_string());
         self.inner.call(req)
     }

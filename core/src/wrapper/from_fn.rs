@@ -16,9 +16,9 @@ use crate::error::{Error, Result};
 ///
 /// ```
 /// # use rmicro_core::prelude::*;
-/// # use rmicro_core::client::RawRequest;
+/// # use rmicro_core::client::ClientRequest;
 /// let client = Client::builder()
-///     .layer(rmicro_core::wrapper::from_fn(|mut req: RawRequest, next: Next<_, _>| async move {
+///     .layer(rmicro_core::wrapper::from_fn(|mut req: ClientRequest, next: Next<_, _>| async move {
 ///         req.metadata.insert("x-tenant", "acme");
 ///         next.run(req).await
 ///     }))

@@ -1,7 +1,7 @@
 //! Wrappers are tower layers; these are the ones rmicro ships, plus [`from_fn`] for go-micro's
 //! function-wrapper ease. Any tower or tonic middleware whose request type fits works as well.
 //!
-//! Client layers see [`RawRequest`]s, server layers
+//! Client layers see [`ClientRequest`]s, server layers
 //! [`ServerRequest`]s; both carry the service and endpoint called
 //! ([`Describe`]), so one layer type can serve both sides.
 
@@ -15,7 +15,7 @@ pub use from_fn::{FromFn, FromFnLayer, Next, from_fn};
 pub use limit::{ConcurrencyLimit, ConcurrencyLimitLayer, RateLimit, RateLimitLayer};
 pub use trace::{Trace, TraceLayer};
 
-use crate::client::RawRequest;
+use crate::client::ClientRequest;
 use crate::server::ServerRequest;
 
 /// What a call is about, for layers that log, measure or authorize calls.
@@ -26,7 +26,7 @@ pub trait Describe {
     fn endpoint(&self) -> &str;
 }
 
-impl Describe for RawRequest {
+impl Describe for ClientRequest {
     fn service(&self) -> &str {
         &self.service
     }

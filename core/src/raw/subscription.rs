@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{Acknowledger, Delivery, Handler, Subscription};
+use crate::broker::{Acknowledger, Delivery, Handler, Subscription};
 use crate::error::{Error, Result};
 
 /// Runs `handler` on `delivery`; a panic becomes an error, so the caller can redeliver and go on.

@@ -1,7 +1,7 @@
 //! How a listener's tasks hand over the calls they receive.
 //!
-//! A listener starts out queueing its calls for [`Listener::accept`](super::Listener::accept).
-//! Once a server hands it a [`CallServer`] ([`Listener::deliver_to`](super::Listener::deliver_to)),
+//! A listener starts out queueing its calls for [`Listener::accept`](crate::transport::Listener::accept).
+//! Once a server hands it a [`ServeCalls`] ([`Listener::deliver_to`](crate::transport::Listener::deliver_to)),
 //! its tasks give each call to the server themselves: no queue, no task woken in between, as a
 //! generated tonic server runs its handler on the HTTP/2 stream's own task.
 
@@ -9,21 +9,20 @@ use std::sync::{Arc, OnceLock};
 
 use tokio::sync::mpsc;
 
-use super::IncomingCall;
-use crate::server::CallServer;
+use crate::transport::{IncomingCall, ServeCalls};
 
 /// Where a listener's tasks put incoming calls. Cheap to clone: one per connection.
 #[derive(Clone, Debug)]
 pub struct Arrivals {
     queue: mpsc::Sender<IncomingCall>,
-    server: Arc<OnceLock<CallServer>>,
+    server: Arc<OnceLock<Arc<dyn ServeCalls>>>,
 }
 
 /// The listener's end: the queued calls, and the switch to delivering them straight.
 #[derive(Debug)]
 pub struct Accepting {
     queue: mpsc::Receiver<IncomingCall>,
-    server: Arc<OnceLock<CallServer>>,
+    server: Arc<OnceLock<Arc<dyn ServeCalls>>>,
 }
 
 /// A channel for incoming calls that queues up to `backlog` of them until a server takes them.
@@ -38,7 +37,7 @@ pub fn arrivals(backlog: usize) -> (Arrivals, Accepting) {
 #[derive(Debug)]
 pub enum Arrival<'a> {
     /// The server takes the call itself.
-    Served(&'a CallServer),
+    Served(&'a dyn ServeCalls),
     /// The call waits in the queue for `accept`.
     Queued(mpsc::Permit<'a, IncomingCall>),
 }
@@ -50,7 +49,7 @@ impl Arrivals {
             return None;
         }
         if let Some(server) = self.server.get() {
-            return Some(Arrival::Served(server));
+            return Some(Arrival::Served(server.as_ref()));
         }
         self.queue.reserve().await.ok().map(Arrival::Queued)
     }
@@ -69,7 +68,10 @@ impl Arrival<'_> {
     /// caller finds it.
     pub fn spawn_with(self, call: IncomingCall, if_running: impl FnOnce()) {
         match self {
-            Arrival::Served(server) => server.spawn(call, if_running),
+            Arrival::Served(server) => {
+                let mut once = Some(if_running);
+                server.spawn(call, &mut || once.take().into_iter().for_each(|f| f()));
+            }
             Arrival::Queued(permit) => {
                 if_running();
                 permit.send(call);
@@ -95,7 +97,7 @@ impl Accepting {
 
     /// From now on, calls go to `server` instead of the queue (calls queued already stay there
     /// for `accept`). Only the first server counts.
-    pub fn deliver_to(&self, server: CallServer) {
+    pub fn deliver_to(&self, server: Arc<dyn ServeCalls>) {
         let _ = self.server.set(server);
     }
 }
