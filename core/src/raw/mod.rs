@@ -13,6 +13,7 @@
 //!   it from `MICRO_*` settings.
 
 mod arrivals;
+pub mod plugin;
 
 mod subscription;
 mod watch;

@@ -2,7 +2,7 @@
 //! TLS library; each transport turns them into its own rustls configuration.
 
 /// TLS settings, as PEM bytes so they can come from files, a secret store or a test.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct TlsConfig {
     /// The listener's certificate chain and private key.
