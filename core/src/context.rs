@@ -1,5 +1,10 @@
 //! The context a handler runs in: the caller's metadata, its deadline and cancellation.
+//!
+//! While a handler runs, its context is the task's current one ([`Context::current`]): a call
+//! the handler makes inherits the caller's deadline and metadata with nothing passed by hand,
+//! and is cancelled with it (the handler's future, and the outgoing call in it, is dropped).
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -7,10 +12,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metadata::Metadata;
 
+tokio::task_local! {
+    /// The context of the call whose handler runs on this task.
+    static CURRENT: Context;
+}
+
 /// What a handler knows about the call it serves.
 ///
-/// Pass it on to outgoing calls (`Request::with_context`) so the caller's deadline and metadata
-/// follow the call chain. Clones share one call's state, so a clone costs a reference count.
+/// Calls made while the handler runs inherit its deadline and metadata (see
+/// [`Context::current`]); work spawned on a task of its own takes them with
+/// [`Context::scope`] or [`Call::context`](crate::client::Call::context). Clones share one
+/// call's state, so a clone costs a reference count.
 #[derive(Clone, Debug)]
 pub struct Context(Arc<CallState>);
 
@@ -26,6 +38,19 @@ impl Context {
     /// A context for a call carrying `metadata` that must finish by `deadline`, cancelled by `cancel`.
     pub fn new(metadata: Metadata, deadline: Option<Instant>, cancel: CancellationToken) -> Context {
         Context(Arc::new(CallState { metadata, deadline, cancel, reply_metadata: Mutex::default() }))
+    }
+
+    /// The context of the call whose handler (or server layer) is running on this task, if any.
+    /// The client reads it for every call, so an outgoing call made inside a handler inherits
+    /// the incoming call's deadline and metadata.
+    pub fn current() -> Option<Context> {
+        CURRENT.try_with(Context::clone).ok()
+    }
+
+    /// Runs `work` as part of this call: it becomes [`Context::current`] while `work` runs, as
+    /// it is for the handler itself. For work a handler spawns on a task of its own.
+    pub fn scope<F: Future>(self, work: F) -> impl Future<Output = F::Output> {
+        CURRENT.scope(self, work)
     }
 
     /// A context with no metadata, no deadline and nothing that cancels it.

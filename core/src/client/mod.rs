@@ -49,6 +49,7 @@ use tower_service::Service;
 
 use crate::broker::{self, Broker, MemoryBroker};
 use crate::codec::{self, Codecs, Message};
+use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::metadata::Metadata;
 use crate::registry::{MemoryRegistry, Registry};
@@ -161,8 +162,13 @@ impl Client {
         }
     }
 
-    /// The encoded form of `call`, with the client's defaults filled in.
+    /// The encoded form of `call`, with the client's defaults filled in; inside a handler, with
+    /// what the incoming call passes on (its deadline and metadata).
     fn raw_request(&self, call: Call, body: Bytes, default_timeout: Option<Duration>) -> ClientRequest {
+        let call = match Context::current() {
+            Some(ctx) => call.context(&ctx),
+            None => call,
+        };
         let inner = &self.inner;
         ClientRequest {
             content_type: self.content_type_of(&call).to_owned(),
@@ -201,9 +207,17 @@ impl Client {
     }
 
     /// Publishes `message` with `metadata` as headers (plus `content-type` and `micro-topic`).
+    /// Inside a handler, the incoming call's metadata travels too (`metadata` wins).
     pub async fn publish_with<M: Message>(&self, topic: &str, message: &M, metadata: Metadata) -> Result<()> {
         let codec = self.inner.codecs.get(&self.inner.content_type)?;
-        let mut headers = metadata;
+        let mut headers = match Context::current() {
+            Some(ctx) => {
+                let mut inherited = ctx.metadata().clone();
+                inherited.merge(&metadata);
+                inherited
+            }
+            None => metadata,
+        };
         headers.insert("content-type", codec.content_type());
         headers.insert("micro-topic", topic);
         let body = codec.encode(message)?;

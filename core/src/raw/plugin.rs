@@ -64,15 +64,18 @@ impl fmt::Display for Kind {
     }
 }
 
+/// A backend being built.
+pub type Building<B> = BoxFuture<'static, Result<Arc<B>>>;
+
 /// How a plugin builds its backend from the settings of its kind.
 #[derive(Clone, Copy)]
 pub enum Build {
     /// Builds a transport.
-    Transport(fn(Settings) -> BoxFuture<'static, Result<Arc<dyn Transport>>>),
+    Transport(fn(Settings) -> Building<dyn Transport>),
     /// Builds a registry.
-    Registry(fn(Settings) -> BoxFuture<'static, Result<Arc<dyn Registry>>>),
+    Registry(fn(Settings) -> Building<dyn Registry>),
     /// Builds a broker; brokers that find their subscribers through the registry get it.
-    Broker(fn(Settings, Arc<dyn Registry>) -> BoxFuture<'static, Result<Arc<dyn Broker>>>),
+    Broker(fn(Settings, Arc<dyn Registry>) -> Building<dyn Broker>),
 }
 
 impl fmt::Debug for Build {
@@ -296,14 +299,13 @@ impl Settings {
     }
 
     fn invalid(&self, key: &str, what: &str, value: &str) -> Error {
-        Error::bad_request(format!("setting {} must be {what}, not {value:?}", self.full_key(key))).with_id("rmicro.config")
+        Error::bad_request(format!("setting {} must be {what}, not {value:?}", self.full_key(key)))
+            .with_id("rmicro.config")
     }
 
     /// `key` as a number (or anything else that parses from text).
     pub fn parse<T: FromStr>(&self, key: &str) -> Result<Option<T>> {
-        self.get(key)
-            .map(|v| v.trim().parse::<T>().map_err(|_| self.invalid(key, "a number", v)))
-            .transpose()
+        self.get(key).map(|v| v.trim().parse::<T>().map_err(|_| self.invalid(key, "a number", v))).transpose()
     }
 
     /// `key` as a duration: seconds (`1.5`) or with a unit (`250ms`, `2s`, `1m`, `1h`); zero or
@@ -323,7 +325,9 @@ impl Settings {
             _ => return Err(self.invalid(key, "a duration such as 1.5, 250ms, 2s or 1m", value)),
         };
         match number.trim().parse::<f64>() {
-            Ok(n) if n > 0.0 && (n * scale).is_finite() && n * scale < 1e10 => Ok(Some(Duration::from_secs_f64(n * scale))),
+            Ok(n) if n > 0.0 && (n * scale).is_finite() && n * scale < 1e10 => {
+                Ok(Some(Duration::from_secs_f64(n * scale)))
+            }
             _ => Err(self.invalid(key, "a positive duration such as 1.5, 250ms, 2s or 1m", value)),
         }
     }
@@ -346,9 +350,10 @@ impl Settings {
     /// The contents of the file whose path `key` holds.
     pub fn file(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let Some(path) = self.get(key) else { return Ok(None) };
-        std::fs::read(path)
-            .map(Some)
-            .map_err(|e| Error::bad_request(format!("setting {}: cannot read {path:?}: {e}", self.full_key(key))).with_id("rmicro.config"))
+        std::fs::read(path).map(Some).map_err(|e| {
+            Error::bad_request(format!("setting {}: cannot read {path:?}: {e}", self.full_key(key)))
+                .with_id("rmicro.config")
+        })
     }
 
     /// The TLS configuration the [`TLS_SETTINGS`] describe: an identity from `tls_cert` and
@@ -385,7 +390,8 @@ mod tests {
 
     #[test]
     fn scoped_settings_read_their_kind_s_keys() {
-        let settings = Settings::new().with("REGISTRY", "etcd").with("registry-address", "a:1,b:2").with("broker_address", "x");
+        let settings =
+            Settings::new().with("REGISTRY", "etcd").with("registry-address", "a:1,b:2").with("broker_address", "x");
         let registry = settings.scoped(Kind::Registry);
         assert_eq!(registry.chosen(), Some("etcd"));
         assert_eq!(registry.list("address"), Some(vec!["a:1".to_owned(), "b:2".to_owned()]));

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use tokio::sync::{Notify, broadcast};
 use tokio::time::Instant;
 
-use super::{Event, EventKind, Node, Registry, Service, Watcher};
+use super::{Capabilities, Event, EventKind, Node, Registry, Service, Watcher};
 use crate::error::{Error, Result};
 use crate::raw::broadcast_watcher;
 
@@ -130,6 +130,11 @@ async fn reap(inner: Weak<Inner>) {
 impl Registry for MemoryRegistry {
     fn name(&self) -> &'static str {
         "memory"
+    }
+
+    /// Registrations live in this process only.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { shared: false }
     }
 
     async fn register(&self, service: &Service, ttl: Option<Duration>) -> Result<()> {

@@ -88,11 +88,32 @@ pub struct Event {
 /// lagged or the connection to the registry broke); re-read the services.
 pub type Watcher = BoxStream<'static, Result<Event>>;
 
+/// What a registry backend can do, declared rather than assumed: a backend that cannot do
+/// something says so here, never silently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// Registrations made through this registry are seen by other processes that use the same
+    /// registry; `false` for a backend that keeps them in its own process.
+    pub shared: bool,
+}
+
+impl Default for Capabilities {
+    /// Everything: what a registry server shared by every process gives.
+    fn default() -> Capabilities {
+        Capabilities { shared: true }
+    }
+}
+
 /// A service registry.
 #[async_trait]
 pub trait Registry: Send + Sync + fmt::Debug + 'static {
     /// The registry's name, e.g. `memory`, `mdns`, `etcd`.
     fn name(&self) -> &'static str;
+    /// What this backend can do; everything unless it says otherwise.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
     /// Adds (or refreshes) the nodes of `service`. With a TTL, a node not registered again within
     /// it is removed as if deregistered.
     async fn register(&self, service: &Service, ttl: Option<Duration>) -> Result<()>;

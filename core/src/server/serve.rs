@@ -142,7 +142,11 @@ fn serve(
                     (_, requests) => Either::Right(Box::pin(unary(&server, handler, request, requests))),
                 };
                 let cancel = ctx.cancellation_token();
-                match UntilDone::new(&server.options.name, deadline, cancel, &server.force_stop, work).await {
+                let dropped = CancelIfDropped::new(cancel);
+                let work = ctx.clone().scope(work);
+                let status = UntilDone::new(&server.options.name, deadline, cancel, &server.force_stop, work).await;
+                dropped.finished();
+                match status {
                     Ok(response) => call.reply.answer(response.metadata, response.body).await,
                     Err(e) => call.reply.finish(Err(server.stamp(e))).await,
                 }
@@ -160,6 +164,32 @@ fn serve(
     }
 }
 
+/// Cancels a call's token when the call's future is dropped before its handler finished: a
+/// transport that drops a call its caller left (as hyper does) rather than cancelling it still
+/// cancels what the handler started with the token, and the calls it made.
+struct CancelIfDropped<'a> {
+    token: Option<&'a CancellationToken>,
+}
+
+impl<'a> CancelIfDropped<'a> {
+    fn new(token: &'a CancellationToken) -> CancelIfDropped<'a> {
+        CancelIfDropped { token: Some(token) }
+    }
+
+    /// The handler finished: nothing to cancel.
+    fn finished(mut self) {
+        self.token = None;
+    }
+}
+
+impl Drop for CancelIfDropped<'_> {
+    fn drop(&mut self) {
+        if let Some(token) = self.token {
+            token.cancel();
+        }
+    }
+}
+
 /// Runs a stream handler and finishes the reply with its status.
 async fn serve_stream(
     server: Arc<Inner>,
@@ -171,9 +201,11 @@ async fn serve_stream(
     deadline: Option<Instant>,
 ) {
     let reply = SentReply::shared(reply);
-    let work = stream(&server, &head, handler, requests, reply.clone(), ctx.clone());
+    let dropped = CancelIfDropped::new(ctx.cancellation_token());
+    let work = ctx.clone().scope(stream(&server, &head, handler, requests, reply.clone(), ctx.clone()));
     let status =
         UntilDone::new(&server.options.name, deadline, ctx.cancellation_token(), &server.force_stop, work).await;
+    dropped.finished();
     let mut sent = reply.lock().await;
     if let Some(reply) = sent.reply.take() {
         reply.finish(status.map_err(|e| server.stamp(e))).await;

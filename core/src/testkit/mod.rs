@@ -22,6 +22,7 @@ pub mod broker;
 pub mod codec;
 pub mod registry;
 pub mod transport;
+mod transport_chain;
 
 use std::future::Future;
 use std::time::Duration;

@@ -20,6 +20,8 @@ use crate::server::ServerStream;
 use crate::service::Service;
 use crate::transport::{CallHead, ClientCall, Connection, IncomingCall, Listener, Transport};
 
+pub use super::transport_chain::a_call_chain_carries_deadline_metadata_and_cancellation;
+
 const SETTLE: Duration = Duration::from_secs(10);
 
 /// A transport as the suite needs it.
@@ -54,7 +56,8 @@ macro_rules! transport_conformance {
             unknown_call_gets_an_answer,
             unary_calls_answer_in_one_exchange,
             dropped_unary_call_cancels_handler,
-            a_server_serves_unary_calls_and_streams
+            a_server_serves_unary_calls_and_streams,
+            a_call_chain_carries_deadline_metadata_and_cancellation
         );
     };
 }
