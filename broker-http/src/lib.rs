@@ -16,22 +16,25 @@
 //! # use std::sync::Arc;
 //! # use rmicro_core::prelude::*;
 //! # use rmicro_core::registry::MemoryRegistry;
-//! use rmicro_broker_http::HttpBroker;
+//! use rmicro_broker_http::{HttpBroker, HttpBrokerConfig};
 //!
 //! # async fn demo() -> Result<(), Error> {
 //! let registry = Arc::new(MemoryRegistry::new());
-//! let broker = Arc::new(HttpBroker::builder(registry.clone()).build());
-//! let service = Service::builder("audit").registry(registry).broker(broker).build();
+//! let broker = HttpBroker::connect(HttpBrokerConfig::default().with_redeliveries(1), registry.clone()).await?;
+//! let service = Service::builder("audit").registry(registry).broker(Arc::new(broker)).build();
 //! # Ok(()) }
 //! ```
 //!
 //! # Configuration
 //!
-//! | Builder | Default | |
-//! |---|---|---|
-//! | [`HttpBrokerBuilder::address`] | `127.0.0.1:0` | where subscriber endpoints listen |
-//! | [`HttpBrokerBuilder::redeliveries`] | 3 | local redeliveries after a failed or nacked handling |
-//! | [`HttpBrokerBuilder::ttl`] | 30 s | registration TTL of each subscription, renewed at a third of it |
+//! [`HttpBrokerConfig`], in code or from settings ([`HttpBrokerConfig::from_env`]); through
+//! the `rmicro` facade, `MICRO_BROKER=http` (the default) with:
+//!
+//! | Setter | Environment | Default | |
+//! |---|---|---|---|
+//! | [`with_address`](HttpBrokerConfig::with_address) | `MICRO_BROKER_ADDRESS` | `127.0.0.1:0` | where subscriber endpoints listen |
+//! | [`with_redeliveries`](HttpBrokerConfig::with_redeliveries) | `MICRO_BROKER_REDELIVERIES` | 3 | local redeliveries after a failed or nacked handling |
+//! | [`with_ttl`](HttpBrokerConfig::with_ttl) | `MICRO_BROKER_TTL` | `30s` | registration TTL of each subscription, renewed at a third of it |
 //!
 //! # Capabilities
 //!
@@ -45,11 +48,11 @@
 //! `tests/conformance.rs` runs the core broker suite over real loopback HTTP with the in-memory
 //! registry; no server is needed.
 
+mod config;
 mod endpoint;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -61,16 +64,37 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rand::seq::SliceRandom;
 use rmicro_core::broker::{Broker, Capabilities, Handler, Message, SubscribeOptions, Subscription};
+use rmicro_core::raw::plugin::{Build, Plugin, Setting};
 use rmicro_core::registry::{self, Node, Registry};
 use rmicro_core::{Code, Error, Result};
 use tokio::task::JoinHandle;
 
 use endpoint::{Endpoint, HEADER_PREFIX, PATH, Subscriber, Subscribers, TOPIC};
 
+pub use config::HttpBrokerConfig;
+
 /// The registry service subscriptions register under.
 pub const BROKER_SERVICE: &str = "micro.http.broker";
 
-/// The HTTP broker.
+/// The HTTP broker as the `rmicro` facade knows it (`MICRO_BROKER=http`): built from
+/// [`HttpBrokerConfig::from_settings`] with the deployment's registry.
+pub static PLUGIN: Plugin = Plugin {
+    names: &["http"],
+    about: "embedded HTTP broker: no server, subscribers found through the registry, no durability",
+    default_address: config::DEFAULT_ADDRESS,
+    settings: &[&[
+        Setting::new("redeliveries", "times a failed or nacked message is handed to the handler again (default 3)"),
+        Setting::new("ttl", "registration TTL of each subscription, renewed at a third of it (default 30s)"),
+    ]],
+    build: Build::Broker(|settings, registry| {
+        Box::pin(async move {
+            let config = HttpBrokerConfig::from_settings(&settings)?;
+            Ok(Arc::new(HttpBroker::connect(config, registry).await?) as Arc<dyn Broker>)
+        })
+    }),
+};
+
+/// The HTTP broker; see the [crate] docs.
 #[derive(Clone, Debug)]
 pub struct HttpBroker {
     inner: Arc<Inner>,
@@ -78,9 +102,7 @@ pub struct HttpBroker {
 
 struct Inner {
     registry: Arc<dyn Registry>,
-    address: String,
-    redeliveries: u32,
-    ttl: Duration,
+    config: HttpBrokerConfig,
     endpoint: tokio::sync::Mutex<Option<Endpoint>>,
     subscribers: Subscribers,
     records: Mutex<HashMap<String, registry::Service>>,
@@ -92,7 +114,7 @@ impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpBroker")
             .field("registry", &self.registry.name())
-            .field("address", &self.address)
+            .field("config", &self.config)
             .finish_non_exhaustive()
     }
 }
@@ -109,56 +131,23 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Builds an [`HttpBroker`].
-#[derive(Debug)]
-pub struct HttpBrokerBuilder {
-    registry: Arc<dyn Registry>,
-    address: String,
-    redeliveries: u32,
-    ttl: Duration,
-}
-
-impl HttpBrokerBuilder {
-    /// Where subscriber endpoints listen (default `127.0.0.1:0`).
-    pub fn address(mut self, address: impl Into<String>) -> HttpBrokerBuilder {
-        self.address = address.into();
-        self
-    }
-
-    /// How often a failed or nacked message is handed to the handler again (default 3).
-    pub fn redeliveries(mut self, redeliveries: u32) -> HttpBrokerBuilder {
-        self.redeliveries = redeliveries;
-        self
-    }
-
-    /// The registration TTL of each subscription (default 30 s).
-    pub fn ttl(mut self, ttl: Duration) -> HttpBrokerBuilder {
-        self.ttl = ttl;
-        self
-    }
-
-    /// The broker; its endpoint starts on `connect` or the first subscription.
-    pub fn build(self) -> HttpBroker {
-        HttpBroker {
+impl HttpBroker {
+    /// A broker that registers its subscriptions in `registry` and finds the subscribers it
+    /// publishes to there: the HTTP broker has no server, the registry is how its publishers and
+    /// subscribers meet, so it must be the one the deployment's services share. Nothing listens
+    /// until [`Broker::connect`] or the first subscription.
+    pub async fn connect(config: HttpBrokerConfig, registry: Arc<dyn Registry>) -> Result<HttpBroker> {
+        Ok(HttpBroker {
             inner: Arc::new(Inner {
-                registry: self.registry,
-                address: self.address,
-                redeliveries: self.redeliveries,
-                ttl: self.ttl,
+                registry,
+                config,
                 endpoint: tokio::sync::Mutex::new(None),
                 subscribers: Subscribers::default(),
                 records: Mutex::default(),
                 renewer: Mutex::default(),
                 client: Client::builder(TokioExecutor::new()).build_http(),
             }),
-        }
-    }
-}
-
-impl HttpBroker {
-    /// A builder for a broker that finds subscribers in `registry`.
-    pub fn builder(registry: Arc<dyn Registry>) -> HttpBrokerBuilder {
-        HttpBrokerBuilder { registry, address: "127.0.0.1:0".to_owned(), redeliveries: 3, ttl: Duration::from_secs(30) }
+        })
     }
 
     /// Starts the endpoint (once) and returns its address.
@@ -168,7 +157,8 @@ impl HttpBroker {
             return Ok(endpoint.address.clone());
         }
         let started =
-            endpoint::serve(&self.inner.address, self.inner.subscribers.clone(), self.inner.redeliveries).await?;
+            endpoint::serve(&self.inner.config.address, self.inner.subscribers.clone(), self.inner.config.redeliveries)
+                .await?;
         let address = started.address.clone();
         *endpoint = Some(started);
         let renewer = tokio::spawn(renew(Arc::downgrade(&self.inner)));
@@ -211,12 +201,12 @@ impl HttpBroker {
 /// Registers every subscription again at a third of its TTL.
 async fn renew(inner: std::sync::Weak<Inner>) {
     loop {
-        let Some(every) = inner.upgrade().map(|i| i.ttl / 3) else { return };
+        let Some(every) = inner.upgrade().map(|i| i.config.ttl / 3) else { return };
         tokio::time::sleep(every).await;
         let Some(inner) = inner.upgrade() else { return };
         let records: Vec<registry::Service> = lock(&inner.records).values().cloned().collect();
         for record in records {
-            if let Err(e) = inner.registry.register(&record, Some(inner.ttl)).await {
+            if let Err(e) = inner.registry.register(&record, Some(inner.config.ttl)).await {
                 tracing::warn!(error = %e, "renewing a subscription's registration failed");
             }
         }
@@ -311,7 +301,7 @@ impl Broker for HttpBroker {
             ..registry::Service::default()
         };
         lock(&self.inner.subscribers).insert(id.clone(), Subscriber { handler, ack: options.ack });
-        if let Err(e) = self.inner.registry.register(&record, Some(self.inner.ttl)).await {
+        if let Err(e) = self.inner.registry.register(&record, Some(self.inner.config.ttl)).await {
             lock(&self.inner.subscribers).remove(&id);
             return Err(e);
         }

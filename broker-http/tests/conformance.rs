@@ -2,12 +2,14 @@
 
 use std::sync::Arc;
 
-use rmicro_broker_http::HttpBroker;
+use rmicro_broker_http::{HttpBroker, HttpBrokerConfig};
 use rmicro_core::broker::Broker;
 use rmicro_core::registry::MemoryRegistry;
 
 rmicro_core::broker_conformance!(|| async {
-    let broker = HttpBroker::builder(Arc::new(MemoryRegistry::new())).build();
+    let broker = HttpBroker::connect(HttpBrokerConfig::default(), Arc::new(MemoryRegistry::new()))
+        .await
+        .expect("an HTTP broker");
     broker.connect().await.expect("endpoint listens on loopback");
     Arc::new(broker) as Arc<dyn Broker>
 });

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use rmicro_broker_http::{BROKER_SERVICE, HttpBroker};
+use rmicro_broker_http::{BROKER_SERVICE, HttpBroker, HttpBrokerConfig};
 use rmicro_core::broker::{Broker, Delivery, Handler, Message, SubscribeOptions};
 use rmicro_core::registry::{MemoryRegistry, Node, Registry, Service};
 use rmicro_core::{Code, Error};
@@ -21,7 +21,7 @@ fn counting(count: Arc<AtomicUsize>) -> Arc<dyn Handler> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_publisher_learns_which_subscribers_it_could_not_reach() {
     let registry = Arc::new(MemoryRegistry::new());
-    let broker = HttpBroker::builder(registry.clone()).build();
+    let broker = HttpBroker::connect(HttpBrokerConfig::default(), registry.clone()).await.unwrap();
     let got = Arc::new(AtomicUsize::new(0));
     let _live =
         broker.subscribe("orders", counting(got.clone()), SubscribeOptions::default().queue("billing")).await.unwrap();
@@ -46,7 +46,7 @@ async fn the_publisher_learns_which_subscribers_it_could_not_reach() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_that_was_down_does_not_get_old_messages() {
     let registry = Arc::new(MemoryRegistry::new());
-    let broker = HttpBroker::builder(registry.clone()).build();
+    let broker = HttpBroker::connect(HttpBrokerConfig::default(), registry.clone()).await.unwrap();
     broker.publish("news", Message::new("while nobody listens")).await.unwrap();
     let got = Arc::new(AtomicUsize::new(0));
     let sub = broker.subscribe("news", counting(got.clone()), SubscribeOptions::default()).await.unwrap();

@@ -20,13 +20,13 @@ async fn main() -> Result<(), rmicro_core::Error> {
         ));
     };
     let file = file.clone();
-    let mut config = KafkaConfig::new(brokers.clone());
+    let mut config = KafkaConfig::default().with_address(brokers.clone());
     for property in properties {
         if let Some((key, value)) = property.split_once('=') {
-            config = config.property(key, value);
+            config = config.with_property(key, value);
         }
     }
-    let broker = KafkaBroker::new(config)?;
+    let broker = KafkaBroker::connect(config).await?;
     let handler: Arc<dyn Handler> = Arc::new(move |delivery: Delivery| {
         let file = file.clone();
         async move {

@@ -21,17 +21,24 @@
 //! use rmicro_broker_kafka::{KafkaBroker, KafkaConfig};
 //!
 //! # async fn demo() -> Result<(), Error> {
-//! let broker = Arc::new(KafkaBroker::new(KafkaConfig::new("127.0.0.1:9092"))?);
+//! let config = KafkaConfig::default().with_address("127.0.0.1:9092").with_partitions(3);
+//! let broker = Arc::new(KafkaBroker::connect(config).await?);
 //! let service = Service::builder("billing").broker(broker).build();
 //! # Ok(()) }
 //! ```
 //!
 //! # Configuration
 //!
-//! [`KafkaConfig`]: bootstrap servers, partitions of topics it creates, and any librdkafka
-//! property ([`KafkaConfig::property`]), which is how SASL and TLS are set
-//! (`security.protocol`, `sasl.mechanisms`, `sasl.username`, `ssl.ca.location`, ...). Through the
-//! `rmicro` facade: `MICRO_BROKER=kafka MICRO_BROKER_ADDRESS=127.0.0.1:9092`.
+//! [`KafkaConfig`], in code or from settings ([`KafkaConfig::from_env`]): bootstrap servers,
+//! partitions of topics it creates, and any librdkafka property, which is how SASL and TLS are
+//! set (`security.protocol`, `sasl.mechanisms`, `sasl.username`, `ssl.ca.location`, ...).
+//! Through the `rmicro` facade, `MICRO_BROKER=kafka` with:
+//!
+//! | Setter | Environment | Default | |
+//! |---|---|---|---|
+//! | [`with_address`](KafkaConfig::with_address) | `MICRO_BROKER_ADDRESS` | `127.0.0.1:9092` | bootstrap servers, comma-separated |
+//! | [`with_partitions`](KafkaConfig::with_partitions) | `MICRO_BROKER_PARTITIONS` | 1 | partitions of the topics it creates |
+//! | [`with_property`](KafkaConfig::with_property) | `MICRO_BROKER_PROPERTIES` | none | librdkafka properties, `key=value,key=value` |
 //!
 //! # Capabilities
 //!
@@ -46,89 +53,51 @@
 //! script builds once and starts; Python `confluent-kafka` reads what rmicro writes and writes
 //! what rmicro reads; a subscriber killed mid-stream of 1,000 messages loses none.
 
+mod config;
 mod subscription;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rmicro_core::broker::{Broker, Capabilities, Handler, Message, SubscribeOptions, Subscription};
+use rmicro_core::raw::plugin::{Build, Plugin, Setting};
 use rmicro_core::{Code, Error, Result};
-use serde::{Deserialize, Serialize};
+
+pub use config::KafkaConfig;
 
 /// The header whose value becomes the record key.
 pub const PARTITION_KEY: &str = "partition-key";
 
-/// How to reach Kafka.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct KafkaConfig {
-    /// Bootstrap servers, comma-separated.
-    pub brokers: String,
-    /// Partitions of topics this broker creates.
-    pub partitions: i32,
-    /// Extra librdkafka properties (SASL, TLS, tuning), applied to producer and consumers.
-    pub properties: BTreeMap<String, String>,
-}
-
-impl fmt::Debug for KafkaConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shown: BTreeMap<&str, &str> = self
-            .properties
-            .iter()
-            .map(|(k, v)| {
-                (k.as_str(), if k.contains("password") || k.contains("secret") { "<redacted>" } else { v.as_str() })
-            })
-            .collect();
-        f.debug_struct("KafkaConfig")
-            .field("brokers", &self.brokers)
-            .field("partitions", &self.partitions)
-            .field("properties", &shown)
-            .finish()
-    }
-}
-
-impl KafkaConfig {
-    /// Kafka at `brokers`; topics it creates get one partition.
-    pub fn new(brokers: impl Into<String>) -> KafkaConfig {
-        KafkaConfig { brokers: brokers.into(), partitions: 1, properties: BTreeMap::new() }
-    }
-
-    /// Sets a librdkafka property (e.g. `security.protocol=SASL_SSL`).
-    pub fn property(mut self, key: impl Into<String>, value: impl Into<String>) -> KafkaConfig {
-        self.properties.insert(key.into(), value.into());
-        self
-    }
-
-    /// Partitions of the topics this broker creates.
-    pub fn partitions(mut self, partitions: i32) -> KafkaConfig {
-        self.partitions = partitions.max(1);
-        self
-    }
-
-    pub(crate) fn client(&self) -> ClientConfig {
-        let mut client = ClientConfig::new();
-        client.set("bootstrap.servers", &self.brokers);
-        for (key, value) in &self.properties {
-            client.set(key, value);
-        }
-        client
-    }
-}
+/// The Kafka broker as the `rmicro` facade knows it (`MICRO_BROKER=kafka`), built from
+/// [`KafkaConfig::from_settings`].
+pub static PLUGIN: Plugin = Plugin {
+    names: &["kafka"],
+    about: "Kafka (librdkafka): consumer groups, offsets committed after handling, acks=all producer",
+    default_address: config::DEFAULT_ADDRESS,
+    settings: &[&[
+        Setting::new("partitions", "partitions of the topics it creates (default 1)"),
+        Setting::new("properties", "librdkafka properties, key=value separated by commas (SASL, TLS, tuning)"),
+    ]],
+    build: Build::Broker(|settings, _registry| {
+        Box::pin(async move {
+            Ok(Arc::new(KafkaBroker::connect(KafkaConfig::from_settings(&settings)?).await?) as Arc<dyn Broker>)
+        })
+    }),
+};
 
 pub(crate) fn kafka_error(doing: &str, error: impl fmt::Display) -> Error {
     Error::new(Code::Unavailable, format!("kafka: {doing}: {error}")).with_id("rmicro.broker.kafka")
 }
 
-/// The Kafka broker.
+/// The Kafka broker; see the [crate] docs.
 #[derive(Clone)]
 pub struct KafkaBroker {
     config: KafkaConfig,
@@ -144,8 +113,9 @@ impl fmt::Debug for KafkaBroker {
 }
 
 impl KafkaBroker {
-    /// A broker for `config` (librdkafka connects in the background).
-    pub fn new(config: KafkaConfig) -> Result<KafkaBroker> {
+    /// A broker for `config`: its producer and admin client, which librdkafka connects in the
+    /// background.
+    pub async fn connect(config: KafkaConfig) -> Result<KafkaBroker> {
         let producer: FutureProducer = config
             .client()
             .set("acks", "all")

@@ -21,7 +21,7 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// group and the manual commits at-least-once delivery depends on.
 fn consumer(config: &KafkaConfig, group: &str, reset: &str) -> Result<StreamConsumer> {
     let mut client = rdkafka::ClientConfig::new();
-    client.set("session.timeout.ms", "10000").set("auto.offset.reset", reset).set("bootstrap.servers", &config.brokers);
+    client.set("session.timeout.ms", "10000").set("auto.offset.reset", reset).set("bootstrap.servers", &config.address);
     for (key, value) in &config.properties {
         client.set(key, value);
     }

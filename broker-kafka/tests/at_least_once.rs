@@ -49,7 +49,7 @@ async fn a_killed_subscriber_loses_nothing() {
     let file = std::env::temp_dir().join(format!("{topic}.log"));
     let group = unique("recorders");
     let mut first = recorder(&topic, &group, &file).await;
-    let broker = KafkaBroker::new(KafkaConfig::new(brokers())).unwrap();
+    let broker = KafkaBroker::connect(KafkaConfig::default().with_address(brokers())).await.unwrap();
     for i in 0..1_000 {
         broker.publish(&topic, Message::new(format!("m{i}"))).await.unwrap();
     }

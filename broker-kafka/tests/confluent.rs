@@ -39,7 +39,7 @@ fn peer(python: &str) -> tokio::process::Command {
 async fn confluent_kafka_reads_what_rmicro_publishes() {
     let Some(python) = python() else { return };
     let topic = unique("to-python");
-    let broker = KafkaBroker::new(KafkaConfig::new(brokers())).unwrap();
+    let broker = KafkaBroker::connect(KafkaConfig::default().with_address(brokers())).await.unwrap();
     broker.publish(&topic, Message::new("from rmicro").with_header("x-trace", "t-7")).await.unwrap();
     let output = peer(&python).args(["consume", &brokers(), &topic]).output().await.unwrap();
     let printed = String::from_utf8_lossy(&output.stdout);
@@ -51,7 +51,7 @@ async fn confluent_kafka_reads_what_rmicro_publishes() {
 async fn rmicro_receives_what_confluent_kafka_produces() {
     let Some(python) = python() else { return };
     let topic = unique("from-python");
-    let broker = KafkaBroker::new(KafkaConfig::new(brokers())).unwrap();
+    let broker = KafkaBroker::connect(KafkaConfig::default().with_address(brokers())).await.unwrap();
     let received = Arc::new(Mutex::new(Vec::new()));
     let seen = received.clone();
     let handler: Arc<dyn Handler> = Arc::new(move |delivery: Delivery| {

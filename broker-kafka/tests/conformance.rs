@@ -11,5 +11,6 @@ fn brokers() -> String {
 }
 
 rmicro_core::broker_conformance!(|| async {
-    Arc::new(KafkaBroker::new(KafkaConfig::new(brokers())).expect("a Kafka client")) as Arc<dyn Broker>
+    let config = KafkaConfig::default().with_address(brokers());
+    Arc::new(KafkaBroker::connect(config).await.expect("a Kafka client")) as Arc<dyn Broker>
 });

@@ -3,7 +3,7 @@
 //! - Core NATS: a topic is a subject; queue groups are NATS queue groups (each message to one
 //!   member); no acknowledgements, no redelivery, nothing kept for absent subscribers — declared
 //!   in the capabilities.
-//! - JetStream ([`NatsConfig::jetstream`]): topics are published to `<prefix><topic>` in one
+//! - JetStream ([`NatsConfig::with_jetstream`]): topics are published to `<prefix><topic>` in one
 //!   stream, and `publish` returns once the stream has stored the message. A queue group is a
 //!   durable pull consumer (each message to one member; messages published while every member
 //!   is away wait for the group), a subscription without a group an ephemeral consumer.
@@ -19,7 +19,7 @@
 //! use rmicro_broker_nats::{JetStreamConfig, NatsBroker, NatsConfig};
 //!
 //! # async fn demo() -> Result<(), Error> {
-//! let config = NatsConfig::new("nats://127.0.0.1:4222").jetstream(JetStreamConfig::default());
+//! let config = NatsConfig::default().with_address("nats://127.0.0.1:4222").with_jetstream(JetStreamConfig::default());
 //! let broker = Arc::new(NatsBroker::connect(config).await?);
 //! let service = Service::builder("billing").broker(broker).build();
 //! # Ok(()) }
@@ -27,10 +27,18 @@
 //!
 //! # Configuration
 //!
-//! [`NatsConfig`]: URL(s), user/password or token, JetStream (stream name, subject prefix, ack
-//! wait, retention, idle durable lifetime). Through the `rmicro` facade:
-//! `MICRO_BROKER=nats MICRO_BROKER_ADDRESS=nats://127.0.0.1:4222` (core) or
-//! `MICRO_BROKER=jetstream`.
+//! [`NatsConfig`] (URL(s), user/password or token, JetStream) and [`JetStreamConfig`] (stream
+//! name, subject prefix, ack wait, retention, idle durable lifetime), in code or from settings
+//! ([`NatsConfig::from_env`]); through the `rmicro` facade, `MICRO_BROKER=nats` (core) or
+//! `MICRO_BROKER=jetstream` with:
+//!
+//! | Setter | Environment | Default | |
+//! |---|---|---|---|
+//! | [`with_address`](NatsConfig::with_address) | `MICRO_BROKER_ADDRESS` | `nats://127.0.0.1:4222` | server URL(s), comma-separated |
+//! | [`with_credentials`](NatsConfig::with_credentials) | `MICRO_BROKER_USER`, `MICRO_BROKER_PASSWORD` | none | user and password |
+//! | [`with_token`](NatsConfig::with_token) | `MICRO_BROKER_TOKEN` | none | token |
+//! | [`with_jetstream`](NatsConfig::with_jetstream) | `MICRO_BROKER=jetstream` or `MICRO_BROKER_JETSTREAM=true` | core NATS | JetStream with the default stream |
+//! | [`JetStreamConfig::with_ack_wait`] | `MICRO_BROKER_ACK_WAIT` | `30s` | redelivery after a handler that neither acked nor nacked |
 //!
 //! # Capabilities
 //!
@@ -57,13 +65,41 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use rmicro_core::broker::{Broker, Capabilities, Delivery, Handler, Message, SubscribeOptions, Subscription};
 use rmicro_core::metadata::Metadata;
+use rmicro_core::raw::plugin::{Build, Plugin, Setting};
 use rmicro_core::raw::{WorkerSubscription, handle_safely};
 use rmicro_core::{Code, Error, Result};
 use tokio_util::sync::CancellationToken;
 
 pub use config::{JetStreamConfig, NatsConfig};
 
-/// The NATS broker.
+/// The NATS broker as the `rmicro` facade knows it: `MICRO_BROKER=nats` for core NATS,
+/// `MICRO_BROKER=jetstream` for JetStream, built from [`NatsConfig::from_settings`].
+pub static PLUGIN: Plugin = Plugin {
+    names: &["nats", "jetstream"],
+    about: "NATS: core pub/sub with queue groups, or JetStream for durable, acknowledged delivery",
+    default_address: config::DEFAULT_ADDRESS,
+    settings: &[
+        &[
+            Setting::new("user", "user name, with password"),
+            Setting::new("password", "password of user"),
+            Setting::new("token", "authentication token"),
+        ],
+        &[
+            Setting::new("jetstream", "true for JetStream under the name nats (default false)"),
+            Setting::new(
+                "ack_wait",
+                "JetStream: redelivery after a handler that neither acked nor nacked (default 30s)",
+            ),
+        ],
+    ],
+    build: Build::Broker(|settings, _registry| {
+        Box::pin(async move {
+            Ok(Arc::new(NatsBroker::connect(NatsConfig::from_settings(&settings)?).await?) as Arc<dyn Broker>)
+        })
+    }),
+};
+
+/// The NATS broker; see the [crate] docs.
 #[derive(Clone, Debug)]
 pub struct NatsBroker {
     client: async_nats::Client,
@@ -93,9 +129,9 @@ impl NatsBroker {
     pub async fn connect(config: NatsConfig) -> Result<NatsBroker> {
         let client = config
             .connect_options()
-            .connect(config.url.as_str())
+            .connect(config.address.as_str())
             .await
-            .map_err(|e| nats_error(&format!("connecting to {}", config.url), e))?;
+            .map_err(|e| nats_error(&format!("connecting to {}", config.address), e))?;
         let jetstream = match &config.jetstream {
             Some(settings) => Some(jetstream::Streams::open(client.clone(), settings.clone()).await?),
             None => None,

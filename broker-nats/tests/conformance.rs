@@ -14,8 +14,9 @@ mod core_nats {
     use super::*;
 
     rmicro_core::broker_conformance!(|| async {
-        let broker =
-            NatsBroker::connect(NatsConfig::new(url())).await.unwrap_or_else(|e| panic!("NATS at {}: {e}", url()));
+        let broker = NatsBroker::connect(NatsConfig::default().with_address(url()))
+            .await
+            .unwrap_or_else(|e| panic!("NATS at {}: {e}", url()));
         Arc::new(broker) as Arc<dyn Broker>
     });
 }
@@ -24,9 +25,11 @@ mod jetstream {
     use super::*;
 
     rmicro_core::broker_conformance!(|| async {
-        let settings = JetStreamConfig::new("RMICRO_CONFORMANCE", "rmicro.conformance.")
-            .ack_wait(std::time::Duration::from_secs(5));
-        let broker = NatsBroker::connect(NatsConfig::new(url()).jetstream(settings))
+        let settings = JetStreamConfig::default()
+            .with_stream("RMICRO_CONFORMANCE")
+            .with_subject_prefix("rmicro.conformance.")
+            .with_ack_wait(std::time::Duration::from_secs(5));
+        let broker = NatsBroker::connect(NatsConfig::default().with_address(url()).with_jetstream(settings))
             .await
             .unwrap_or_else(|e| panic!("NATS JetStream at {}: {e}", url()));
         Arc::new(broker) as Arc<dyn Broker>

@@ -16,8 +16,11 @@ fn url() -> String {
 }
 
 async fn broker() -> NatsBroker {
-    let settings = JetStreamConfig::new("RMICRO_DURABLE_TEST", "rmicro.durable-test.").ack_wait(Duration::from_secs(2));
-    NatsBroker::connect(NatsConfig::new(url()).jetstream(settings)).await.unwrap()
+    let settings = JetStreamConfig::default()
+        .with_stream("RMICRO_DURABLE_TEST")
+        .with_subject_prefix("rmicro.durable-test.")
+        .with_ack_wait(Duration::from_secs(2));
+    NatsBroker::connect(NatsConfig::default().with_address(url()).with_jetstream(settings)).await.unwrap()
 }
 
 fn counting(seen: Arc<Mutex<HashMap<String, usize>>>) -> Arc<dyn Handler> {

@@ -20,7 +20,10 @@ async fn main() -> Result<(), rmicro_core::Error> {
         ));
     };
     let file = file.clone();
-    let broker = RabbitBroker::new(RabbitConfig::new(url.clone()).exchange(exchange.clone()).prefetch(8));
+    let broker = RabbitBroker::connect(
+        RabbitConfig::default().with_address(url.clone()).with_exchange(exchange.clone()).with_prefetch(8),
+    )
+    .await?;
     let handler: Arc<dyn Handler> = Arc::new(move |delivery: Delivery| {
         let file = file.clone();
         async move {

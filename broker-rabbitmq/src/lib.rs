@@ -22,16 +22,24 @@
 //! use rmicro_broker_rabbitmq::{RabbitBroker, RabbitConfig};
 //!
 //! # async fn demo() -> Result<(), Error> {
-//! let broker = Arc::new(RabbitBroker::new(RabbitConfig::new("amqp://guest:guest@127.0.0.1:5672/%2f")));
+//! let config = RabbitConfig::default().with_address("amqp://guest:guest@127.0.0.1:5672/%2f").with_exchange("billing");
+//! let broker = Arc::new(RabbitBroker::connect(config).await?);
 //! let service = Service::builder("billing").broker(broker).build();
 //! # Ok(()) }
 //! ```
 //!
 //! # Configuration
 //!
-//! [`RabbitConfig`]: the AMQP URL (credentials, vhost; `amqps://` for TLS), the exchange, the
-//! prefetch (QoS) per subscription, the answer timeout, how long an unused group queue is kept. Through the `rmicro` facade:
-//! `MICRO_BROKER=rabbitmq MICRO_BROKER_ADDRESS=amqp://guest:guest@127.0.0.1:5672/%2f`.
+//! [`RabbitConfig`], in code or from settings ([`RabbitConfig::from_env`]); through the
+//! `rmicro` facade, `MICRO_BROKER=rabbitmq` with:
+//!
+//! | Setter | Environment | Default | |
+//! |---|---|---|---|
+//! | [`with_address`](RabbitConfig::with_address) | `MICRO_BROKER_ADDRESS` | `amqp://guest:guest@127.0.0.1:5672/%2f` | AMQP URL with credentials and vhost; `amqps://` for TLS |
+//! | [`with_exchange`](RabbitConfig::with_exchange) | `MICRO_BROKER_EXCHANGE` | `micro` | the durable topic exchange |
+//! | [`with_prefetch`](RabbitConfig::with_prefetch) | `MICRO_BROKER_PREFETCH` | 16 | unacked deliveries per subscription (QoS) |
+//! | [`with_group_idle`](RabbitConfig::with_group_idle) | `MICRO_BROKER_GROUP_IDLE` | kept | how long an unused group queue is kept |
+//! | [`with_answer_timeout`](RabbitConfig::with_answer_timeout) | `MICRO_BROKER_ANSWER_TIMEOUT` | `10s` | how long one exchange with RabbitMQ may take |
 //!
 //! # Capabilities
 //!
@@ -46,6 +54,7 @@
 //! runs; `tests/restart.rs` restarts the broker's app (`rabbitmqctl stop_app`/`start_app`)
 //! during publishing, alone in its test binary so nothing else runs beside it.
 
+mod config;
 mod subscription;
 
 use std::fmt;
@@ -59,85 +68,30 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use rmicro_core::broker::{Broker, Capabilities, Handler, Message, SubscribeOptions, Subscription};
 use rmicro_core::metadata::Metadata;
+use rmicro_core::raw::plugin::{Build, Plugin, Setting};
 use rmicro_core::{Code, Error, Result};
-use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-/// How to reach RabbitMQ and how to lay out the topology.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct RabbitConfig {
-    /// The AMQP URL, with credentials and vhost (`amqps://` for TLS).
-    pub url: String,
-    /// The topic exchange (durable).
-    pub exchange: String,
-    /// Unacked deliveries a subscription may hold (QoS prefetch).
-    pub prefetch: u16,
-    /// How long one exchange with RabbitMQ (connecting, a declaration, a publisher confirm, an
-    /// ack) may take before it counts as failed: a broker that is still starting can accept a
-    /// connection and not answer on it, and a connection that died can leave lapin waiting.
-    pub answer_timeout: Duration,
-    /// How long a queue group's durable queue outlives its last member (RabbitMQ's `x-expires`,
-    /// messages waiting in it included); `None` keeps it until it is deleted by hand. RabbitMQ
-    /// refuses to declare an existing queue again with another value.
-    pub group_idle: Option<Duration>,
-}
+pub use config::RabbitConfig;
 
-impl fmt::Debug for RabbitConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let url = match self.url.split_once('@') {
-            Some((credentials, rest)) => {
-                format!("{}<redacted>@{rest}", &credentials[..credentials.find("://").map_or(0, |i| i + 3)])
-            }
-            None => self.url.clone(),
-        };
-        f.debug_struct("RabbitConfig")
-            .field("url", &url)
-            .field("exchange", &self.exchange)
-            .field("prefetch", &self.prefetch)
-            .field("answer_timeout", &self.answer_timeout)
-            .field("group_idle", &self.group_idle)
-            .finish()
-    }
-}
-
-impl RabbitConfig {
-    /// The broker at `url`, exchange `micro`, prefetch 16, answers awaited 10 seconds, group
-    /// queues kept until deleted.
-    pub fn new(url: impl Into<String>) -> RabbitConfig {
-        RabbitConfig {
-            url: url.into(),
-            exchange: "micro".to_owned(),
-            prefetch: 16,
-            answer_timeout: Duration::from_secs(10),
-            group_idle: None,
-        }
-    }
-
-    /// Uses the topic exchange `name`.
-    pub fn exchange(mut self, name: impl Into<String>) -> RabbitConfig {
-        self.exchange = name.into();
-        self
-    }
-
-    /// Sets the prefetch (QoS) of each subscription.
-    pub fn prefetch(mut self, prefetch: u16) -> RabbitConfig {
-        self.prefetch = prefetch;
-        self
-    }
-
-    /// Deletes a queue group's queue once no member has consumed from it for `idle`.
-    pub fn group_idle(mut self, idle: Duration) -> RabbitConfig {
-        self.group_idle = Some(idle);
-        self
-    }
-
-    /// Sets how long one exchange with RabbitMQ may take before it counts as failed.
-    pub fn answer_timeout(mut self, timeout: Duration) -> RabbitConfig {
-        self.answer_timeout = timeout;
-        self
-    }
-}
+/// The RabbitMQ broker as the `rmicro` facade knows it (`MICRO_BROKER=rabbitmq`), built from
+/// [`RabbitConfig::from_settings`].
+pub static PLUGIN: Plugin = Plugin {
+    names: &["rabbitmq"],
+    about: "RabbitMQ (AMQP 0.9.1): topic exchange, durable group queues, publisher confirms",
+    default_address: config::DEFAULT_ADDRESS,
+    settings: &[&[
+        Setting::new("exchange", "the durable topic exchange (default micro)"),
+        Setting::new("prefetch", "unacked deliveries a subscription may hold (default 16)"),
+        Setting::new("group_idle", "how long a queue group's queue outlives its last member (default: until deleted)"),
+        Setting::new("answer_timeout", "how long one exchange with RabbitMQ may take (default 10s)"),
+    ]],
+    build: Build::Broker(|settings, _registry| {
+        Box::pin(async move {
+            Ok(Arc::new(RabbitBroker::connect(RabbitConfig::from_settings(&settings)?).await?) as Arc<dyn Broker>)
+        })
+    }),
+};
 
 pub(crate) fn amqp_error(doing: &str, error: impl fmt::Display) -> Error {
     Error::new(Code::Unavailable, format!("rabbitmq: {doing}: {error}")).with_id("rmicro.broker.rabbitmq")
@@ -182,7 +136,7 @@ pub(crate) async fn answered<T>(
 pub(crate) async fn open(config: &RabbitConfig) -> Result<(Connection, Channel)> {
     let wait = config.answer_timeout;
     let connection =
-        answered(wait, "connecting", Connection::connect(&config.url, ConnectionProperties::default())).await?;
+        answered(wait, "connecting", Connection::connect(&config.address, ConnectionProperties::default())).await?;
     let channel = answered(wait, "opening a channel", connection.create_channel()).await?;
     answered(
         wait,
@@ -198,7 +152,7 @@ pub(crate) async fn open(config: &RabbitConfig) -> Result<(Connection, Channel)>
     Ok((connection, channel))
 }
 
-/// The RabbitMQ broker.
+/// The RabbitMQ broker; see the [crate] docs.
 #[derive(Clone)]
 pub struct RabbitBroker {
     config: RabbitConfig,
@@ -212,9 +166,11 @@ impl fmt::Debug for RabbitBroker {
 }
 
 impl RabbitBroker {
-    /// A broker for `config`; connections are made on first use.
-    pub fn new(config: RabbitConfig) -> RabbitBroker {
-        RabbitBroker { config, publisher: Arc::default() }
+    /// A broker for `config`. It does not dial yet: the publishing connection is made by
+    /// [`Broker::connect`] or the first publish, each subscription's when it subscribes, and
+    /// each is made again when it drops.
+    pub async fn connect(config: RabbitConfig) -> Result<RabbitBroker> {
+        Ok(RabbitBroker { config, publisher: Arc::default() })
     }
 
     /// The publishing channel (in confirm mode), connecting if there is none or it broke.

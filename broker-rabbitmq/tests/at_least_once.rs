@@ -45,7 +45,14 @@ async fn a_killed_subscriber_loses_nothing() {
     let topic = unique("alo");
     let file = std::env::temp_dir().join(format!("{topic}.log"));
     let mut first = recorder(&topic, &file).await;
-    let broker = RabbitBroker::new(RabbitConfig::new(url()).exchange("rmicro-alo").group_idle(Duration::from_secs(60)));
+    let broker = RabbitBroker::connect(
+        RabbitConfig::default()
+            .with_address(url())
+            .with_exchange("rmicro-alo")
+            .with_group_idle(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
     for i in 0..1_000 {
         broker.publish(&topic, Message::new(format!("m{i}"))).await.unwrap();
     }

@@ -13,8 +13,11 @@ fn url() -> String {
 }
 
 rmicro_core::broker_conformance!(|| async {
-    let broker =
-        RabbitBroker::new(RabbitConfig::new(url()).exchange("rmicro-conformance").group_idle(Duration::from_secs(60)));
+    let config = RabbitConfig::default()
+        .with_address(url())
+        .with_exchange("rmicro-conformance")
+        .with_group_idle(Duration::from_secs(60));
+    let broker = RabbitBroker::connect(config).await.unwrap_or_else(|e| panic!("RabbitMQ broker: {e}"));
     broker.connect().await.unwrap_or_else(|e| panic!("RabbitMQ at {}: {e}", url()));
     Arc::new(broker) as Arc<dyn Broker>
 });

@@ -28,8 +28,11 @@ async fn queue_exists(connection: &Connection, name: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unused_group_queue_is_deleted_after_group_idle() {
     let topic = unique("idle");
-    let config = RabbitConfig::new(url()).exchange("rmicro-idle").group_idle(Duration::from_millis(500));
-    let broker = RabbitBroker::new(config);
+    let config = RabbitConfig::default()
+        .with_address(url())
+        .with_exchange("rmicro-idle")
+        .with_group_idle(Duration::from_millis(500));
+    let broker = RabbitBroker::connect(config).await.unwrap();
     let handler: Arc<dyn Handler> = Arc::new(|_: Delivery| async { Ok::<(), rmicro_core::Error>(()) });
     let subscription = broker.subscribe(&topic, handler, SubscribeOptions::default().queue("idlers")).await.unwrap();
     let connection = Connection::connect(&url(), ConnectionProperties::default()).await.unwrap();

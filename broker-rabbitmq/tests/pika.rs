@@ -49,7 +49,9 @@ async fn pika_reads_what_rmicro_publishes() {
         .unwrap();
     let mut lines = BufReader::new(consumer.stdout.take().unwrap()).lines();
     assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("ready"));
-    let broker = RabbitBroker::new(RabbitConfig::new(url()).exchange("rmicro-interop"));
+    let broker = RabbitBroker::connect(RabbitConfig::default().with_address(url()).with_exchange("rmicro-interop"))
+        .await
+        .unwrap();
     broker.publish(&topic, Message::new("from rmicro").with_header("x-trace", "t-42")).await.unwrap();
     let got = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await.unwrap().unwrap();
     eprintln!("pika printed: {got:?}");
@@ -61,7 +63,9 @@ async fn pika_reads_what_rmicro_publishes() {
 async fn rmicro_receives_what_pika_publishes() {
     let Some(python) = python() else { return };
     let topic = unique("pika.out");
-    let broker = RabbitBroker::new(RabbitConfig::new(url()).exchange("rmicro-interop"));
+    let broker = RabbitBroker::connect(RabbitConfig::default().with_address(url()).with_exchange("rmicro-interop"))
+        .await
+        .unwrap();
     let received = Arc::new(Mutex::new(Vec::new()));
     let seen = received.clone();
     let handler: Arc<dyn Handler> = Arc::new(move |delivery: Delivery| {

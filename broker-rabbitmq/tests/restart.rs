@@ -33,10 +33,14 @@ async fn nothing_confirmed_is_lost_across_a_broker_restart() {
         *seen.lock().unwrap().entry(String::from_utf8_lossy(delivery.body()).into_owned()).or_default() += 1;
         async { Ok::<(), rmicro_core::Error>(()) }
     });
-    let subscriber = RabbitBroker::new(RabbitConfig::new(url()).exchange("rmicro-restart"));
+    let subscriber = RabbitBroker::connect(RabbitConfig::default().with_address(url()).with_exchange("rmicro-restart"))
+        .await
+        .unwrap();
     let subscription =
         subscriber.subscribe(&topic, handler, SubscribeOptions::default().queue("survivors")).await.unwrap();
-    let publisher = RabbitBroker::new(RabbitConfig::new(url()).exchange("rmicro-restart"));
+    let publisher = RabbitBroker::connect(RabbitConfig::default().with_address(url()).with_exchange("rmicro-restart"))
+        .await
+        .unwrap();
 
     let mut failures = 0;
     let mut restart = None;

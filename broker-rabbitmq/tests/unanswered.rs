@@ -26,8 +26,9 @@ async fn silent_broker() -> String {
 
 #[tokio::test]
 async fn a_broker_that_never_answers_is_unavailable_after_the_answer_timeout() {
-    let config = RabbitConfig::new(silent_broker().await).answer_timeout(Duration::from_millis(300));
-    let broker = RabbitBroker::new(config);
+    let config =
+        RabbitConfig::default().with_address(silent_broker().await).with_answer_timeout(Duration::from_millis(300));
+    let broker = RabbitBroker::connect(config).await.unwrap();
 
     let started = Instant::now();
     let published = broker.publish("orders", Message::new("m")).await.unwrap_err();

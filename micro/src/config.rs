@@ -1,322 +1,370 @@
-//! Choosing backends at run time, from flags and environment, among those compiled in.
+//! Choosing backends and settings at run time, from flags and `MICRO_*` environment variables,
+//! among the backends compiled in.
 //!
-//! | Flag | Environment | Default |
+//! Every setting is a key: `MICRO_REGISTRY_ADDRESS` in the environment, `--registry_address`
+//! (or `--registry-address`) on the command line, flags winning. `MICRO_TRANSPORT`,
+//! `MICRO_REGISTRY` and `MICRO_BROKER` name the backends, each of which reads
+//! `{kind}_address` and settings of its own (`MICRO_TRANSPORT_TLS_CERT`, ...), listed by its
+//! crate and by [`known_keys`]. Without a name, a kind's default backend is used when compiled
+//! in (go-micro's stack: the HTTP transport, the mDNS registry, the HTTP broker), else the
+//! in-memory one.
+//!
+//! | Key | Sets | Default |
 //! |---|---|---|
-//! | `--transport` | `MICRO_TRANSPORT` | `http` if compiled in, else `memory` |
-//! | `--transport_address` | `MICRO_TRANSPORT_ADDRESS` | backend's own (NATS: `nats://127.0.0.1:4222`) |
-//! | `--registry` | `MICRO_REGISTRY` | `mdns` if compiled in, else `memory` |
-//! | `--registry_address` | `MICRO_REGISTRY_ADDRESS` | backend's own: mDNS, interface addresses (`127.0.0.1`); etcd, endpoints (`127.0.0.1:2379`); Consul, the agent (`127.0.0.1:8500`); lists comma-separated |
-//! | `--broker` | `MICRO_BROKER` | `http` if compiled in, else `memory` |
-//! | `--broker_address` | `MICRO_BROKER_ADDRESS` | backend's own (HTTP broker: where subscribers listen; NATS: `nats://127.0.0.1:4222`; RabbitMQ: `amqp://guest:guest@127.0.0.1:5672/%2f`; Kafka: `127.0.0.1:9092`) |
-//! | `--server_address` | `MICRO_SERVER_ADDRESS` | the transport's choice |
-//! | `--register_ttl` | `MICRO_REGISTER_TTL` | 90 (seconds) |
-//! | `--register_interval` | `MICRO_REGISTER_INTERVAL` | 30 (seconds) |
+//! | `transport`, `registry`, `broker` | the backend of each kind, by name | see above |
+//! | `{kind}_address` | where the backend is, in its own terms | the backend's own |
+//! | `server_name`, `server_version` | the service's name and version | the program's |
+//! | `server_address` | where the server listens | the transport's choice |
+//! | `server_metadata` | labels advertised with the service, `key=value,...` | none |
+//! | `register_ttl`, `register_interval` | how long a registration lives, and how often it is renewed | 90 s, 30 s |
+//! | `shutdown_timeout` | how long in-flight calls may go on once a stop began | 10 s |
+//! | `client_timeout` | how long a unary call may take, retries included | 5 s |
+//! | `client_retries` | how many other nodes a failed call may try | 1 |
+//! | `client_pool_size` | connections kept per address | 1 |
+//! | `client_content_type` | the codec requests and published messages use | `application/protobuf` |
+//! | `selector` | the strategy choosing among nodes: `random`, `round_robin`, `weighted`, `p2c`, `closest` | `random` |
+//! | `selector_latitude`, `selector_longitude` | where this client is, for `closest` | none |
 //!
-//! Flags win over the environment (`--registry=mdns` or `--registry mdns`). Naming a backend
-//! that is not compiled in is an error that says which Cargo feature to enable.
+//! Durations are seconds (`1.5`) or carry a unit (`250ms`, `2s`, `1m`). A flag no setting
+//! answers to is an error that lists the known ones; naming a backend that is not compiled in is
+//! an error that names the Cargo feature to enable.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use rmicro_core::broker::{Broker, MemoryBroker};
-use rmicro_core::registry::{MemoryRegistry, Registry};
+use rmicro_core::broker::Broker;
+use rmicro_core::client::{Client, ClientBuilder};
+use rmicro_core::raw::plugin::{self, Kind, Plugin, Settings, normalize_key};
+use rmicro_core::registry::Registry;
+use rmicro_core::selector::{Closest, PowerOfTwoChoices, Random, RegistrySelector, RoundRobin, WeightedRoundRobin};
+use rmicro_core::server::ServerBuilder;
 use rmicro_core::service::{Service, ServiceBuilder};
-use rmicro_core::transport::{MemoryTransport, Transport};
+use rmicro_core::transport::Transport;
 use rmicro_core::{Error, Result};
 
-/// The backends and addresses a service runs with.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Options {
-    /// Transport name.
-    pub transport: String,
-    /// Transport address, in the transport's own terms.
-    pub transport_address: Option<String>,
-    /// Registry name.
-    pub registry: String,
-    /// Registry address, in the registry's own terms.
-    pub registry_address: Option<String>,
-    /// Broker name.
-    pub broker: String,
-    /// Broker address, in the broker's own terms.
-    pub broker_address: Option<String>,
-    /// Where the server listens.
-    pub server_address: Option<String>,
-    /// How long a registration lives unless renewed.
-    pub register_ttl: Option<Duration>,
-    /// How often the registration is renewed.
-    pub register_interval: Option<Duration>,
-}
-
-impl Default for Options {
-    fn default() -> Options {
-        let pick = |compiled: bool, name: &str| if compiled { name } else { "memory" }.to_owned();
-        Options {
-            transport: pick(cfg!(feature = "transport-http"), "http"),
-            transport_address: None,
-            registry: pick(cfg!(feature = "registry-mdns"), "mdns"),
-            registry_address: None,
-            broker: pick(cfg!(feature = "broker-http"), "http"),
-            broker_address: None,
-            server_address: None,
-            register_ttl: None,
-            register_interval: None,
-        }
-    }
-}
-
-/// The kinds of backend, the names rmicro knows for each, and the feature that compiles each in.
-const KNOWN: &[(&str, &str, Option<&str>)] = &[
-    ("transport", "memory", None),
-    ("transport", "http", Some("transport-http")),
-    ("transport", "grpc", Some("transport-grpc")),
-    ("transport", "nats", Some("transport-nats")),
-    ("transport", "tcp", Some("transport-tcp")),
-    ("registry", "memory", None),
-    ("registry", "mdns", Some("registry-mdns")),
-    ("registry", "etcd", Some("registry-etcd")),
-    ("registry", "consul", Some("registry-consul")),
-    ("broker", "memory", None),
-    ("broker", "http", Some("broker-http")),
-    ("broker", "nats", Some("broker-nats")),
-    ("broker", "jetstream", Some("broker-nats")),
-    ("broker", "rabbitmq", Some("broker-rabbitmq")),
-    ("broker", "kafka", Some("broker-kafka")),
+/// The settings every service reads, besides those of its backends.
+const SERVICE_KEYS: &[&str] = &[
+    "transport",
+    "registry",
+    "broker",
+    "server_name",
+    "server_version",
+    "server_address",
+    "server_metadata",
+    "register_ttl",
+    "register_interval",
+    "shutdown_timeout",
+    "client_timeout",
+    "client_retries",
+    "client_pool_size",
+    "client_content_type",
+    "selector",
+    "selector_latitude",
+    "selector_longitude",
 ];
 
-/// The error for a backend this build cannot make.
-fn unavailable(kind: &str, name: &str) -> Error {
-    match KNOWN.iter().find(|(k, n, _)| *k == kind && *n == name) {
-        Some((_, _, Some(feature))) => {
-            Error::bad_request(format!("{kind} {name:?} is not compiled in: enable the rmicro feature \"{feature}\""))
-        }
-        _ => {
-            let choices: Vec<&str> = KNOWN.iter().filter(|(k, _, _)| *k == kind).map(|(_, n, _)| *n).collect();
-            Error::bad_request(format!("unknown {kind} {name:?}; rmicro has: {}", choices.join(", ")))
-        }
+/// The plugins of every backend this build has, in-memory ones included.
+pub fn plugins() -> impl Iterator<Item = &'static Plugin> {
+    [&plugin::MEMORY_TRANSPORT, &plugin::MEMORY_REGISTRY, &plugin::MEMORY_BROKER]
+        .into_iter()
+        .chain(crate::COMPILED_IN.iter().copied())
+}
+
+/// Every key a flag may set in this build: the service's and each compiled-in backend's.
+pub fn known_keys() -> Vec<String> {
+    let mut keys: Vec<String> = SERVICE_KEYS.iter().map(|k| (*k).to_owned()).collect();
+    for plugin in plugins() {
+        keys.extend(plugin.all_settings().map(|s| format!("{}_{}", plugin.kind(), s.key)));
     }
-    .with_id("rmicro.config")
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// The backends and settings a service runs with.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    settings: Settings,
 }
 
 impl Options {
     /// Options from `MICRO_*` environment variables.
     pub fn from_env() -> Result<Options> {
-        Options::env_unchecked().checked()
-    }
-
-    fn env_unchecked() -> Options {
-        Options::default().merged(|key| std::env::var(format!("MICRO_{}", key.to_ascii_uppercase())).ok())
+        Options::from_settings(Settings::from_env())
     }
 
     /// Options from the environment, then `args` (e.g. `std::env::args().skip(1)`) over them.
+    /// Flags are `--key=value` or `--key value`; anything else, and a key no setting answers
+    /// to, is an error.
     pub fn from_env_and_args(args: impl IntoIterator<Item = String>) -> Result<Options> {
-        let mut flags = std::collections::HashMap::new();
-        let mut args = args.into_iter();
-        while let Some(arg) = args.next() {
-            let Some(flag) = arg.strip_prefix("--") else { continue };
-            let (key, value) = match flag.split_once('=') {
-                Some((key, value)) => (key.to_owned(), value.to_owned()),
-                None => {
-                    let value = args.next().ok_or_else(|| Error::bad_request(format!("--{flag} needs a value")))?;
-                    (flag.to_owned(), value)
-                }
-            };
-            flags.insert(key.replace('-', "_"), value);
+        let flags = parse_flags(args)?;
+        Options::from_settings(Settings::from_env().overlaid(&flags))
+    }
+
+    /// Options from `settings` as they are.
+    pub fn from_settings(settings: Settings) -> Result<Options> {
+        let options = Options { settings };
+        for kind in [Kind::Transport, Kind::Registry, Kind::Broker] {
+            options.plugin(kind)?;
         }
-        Options::env_unchecked().merged(|key| flags.get(key).cloned()).checked()
+        Ok(options)
     }
 
-    /// Fails on durations that did not parse (they are kept as zero until checked).
-    fn checked(self) -> Result<Options> {
-        for (name, value) in [("register_ttl", self.register_ttl), ("register_interval", self.register_interval)] {
-            if value == Some(Duration::ZERO) {
-                return Err(
-                    Error::bad_request(format!("{name} must be a positive number of seconds")).with_id("rmicro.config")
-                );
-            }
-        }
-        Ok(self)
+    /// The settings, by key.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
-    fn merged(mut self, get: impl Fn(&str) -> Option<String>) -> Options {
-        let set = |field: &mut String, key| {
-            if let Some(value) = get(key) {
-                *field = value;
-            }
+    /// These options with `key` set to `value`.
+    pub fn with(self, key: &str, value: impl Into<String>) -> Options {
+        Options { settings: self.settings.with(key, value) }
+    }
+
+    /// The name of the backend of `kind` these options choose.
+    pub fn backend_name(&self, kind: Kind) -> Result<&'static str> {
+        Ok(self.plugin(kind)?.names.first().copied().unwrap_or_default())
+    }
+
+    /// The plugin of the backend of `kind` these options choose.
+    pub fn plugin(&self, kind: Kind) -> Result<&'static Plugin> {
+        let of_kind = || plugins().filter(move |p| p.kind() == kind);
+        let Some(name) = self.settings.get(kind.as_str()) else {
+            let default = crate::DEFAULTS.iter().copied().find(|p| p.kind() == kind).or_else(|| of_kind().next());
+            return default.ok_or_else(|| Error::internal(format!("no {kind} is compiled in")));
         };
-        set(&mut self.transport, "transport");
-        set(&mut self.registry, "registry");
-        set(&mut self.broker, "broker");
-        self.transport_address = get("transport_address").or(self.transport_address);
-        self.registry_address = get("registry_address").or(self.registry_address);
-        self.broker_address = get("broker_address").or(self.broker_address);
-        self.server_address = get("server_address").or(self.server_address);
-        let seconds = |key| {
-            get(key).map(|v: String| {
-                Duration::from_secs_f64(v.trim().parse::<f64>().ok().filter(|s| *s > 0.0).unwrap_or(0.0))
-            })
-        };
-        self.register_ttl = seconds("register_ttl").or(self.register_ttl);
-        self.register_interval = seconds("register_interval").or(self.register_interval);
-        self
+        of_kind().find(|p| p.answers_to(name)).ok_or_else(|| {
+            let names: Vec<&str> = of_kind().flat_map(|p| p.names.iter().copied()).collect();
+            Error::bad_request(format!(
+                "{kind} {name:?} is not compiled in (this build has: {}); if rmicro has it, enable the rmicro feature \"{kind}-{name}\"",
+                names.join(", ")
+            ))
+            .with_id("rmicro.config")
+        })
     }
 
-    /// The transport named by the options.
+    /// The transport the options name.
     pub async fn transport(&self) -> Result<Arc<dyn Transport>> {
-        match self.transport.as_str() {
-            "memory" => Ok(Arc::new(MemoryTransport::new())),
-            #[cfg(feature = "transport-http")]
-            "http" => Ok(Arc::new(rmicro_transport_http::HttpTransport::new())),
-            #[cfg(feature = "transport-grpc")]
-            "grpc" => Ok(Arc::new(rmicro_transport_grpc::GrpcTransport::new())),
-            #[cfg(feature = "transport-nats")]
-            "nats" => {
-                let url = self.transport_address.as_deref().unwrap_or("nats://127.0.0.1:4222");
-                Ok(Arc::new(rmicro_transport_nats::NatsTransport::connect(url).await?))
-            }
-            #[cfg(feature = "transport-tcp")]
-            "tcp" => Ok(Arc::new(rmicro_transport_tcp::TcpTransport::new())),
-            other => Err(unavailable("transport", other)),
-        }
+        self.plugin(Kind::Transport)?.build_transport(self.settings.scoped(Kind::Transport)).await
     }
 
-    /// The registry named by the options.
+    /// The registry the options name.
     pub async fn registry(&self) -> Result<Arc<dyn Registry>> {
-        match self.registry.as_str() {
-            "memory" => Ok(Arc::new(MemoryRegistry::new())),
-            #[cfg(feature = "registry-mdns")]
-            "mdns" => {
-                let mut builder = rmicro_registry_mdns::MdnsRegistry::builder();
-                if let Some(addresses) = &self.registry_address {
-                    let interfaces = addresses
-                        .split(',')
-                        .map(|a| {
-                            a.trim()
-                                .parse()
-                                .map_err(|_| Error::bad_request(format!("mDNS interface {a:?} is not an IPv4 address")))
-                        })
-                        .collect::<Result<Vec<std::net::Ipv4Addr>>>()?;
-                    builder = builder.interfaces(interfaces);
-                }
-                Ok(Arc::new(builder.build().await?))
-            }
-            #[cfg(feature = "registry-etcd")]
-            "etcd" => {
-                let endpoints = self.registry_address.as_deref().unwrap_or("127.0.0.1:2379").split(',').map(str::trim);
-                let config = rmicro_registry_etcd::EtcdConfig::new(endpoints);
-                Ok(Arc::new(rmicro_registry_etcd::EtcdRegistry::connect(config).await?))
-            }
-            #[cfg(feature = "registry-consul")]
-            "consul" => {
-                let address = self.registry_address.as_deref().unwrap_or("127.0.0.1:8500");
-                Ok(Arc::new(rmicro_registry_consul::ConsulRegistry::new(rmicro_registry_consul::ConsulConfig::new(
-                    address,
-                ))?))
-            }
-            other => Err(unavailable("registry", other)),
-        }
+        self.plugin(Kind::Registry)?.build_registry(self.settings.scoped(Kind::Registry)).await
     }
 
-    /// The broker named by the options; brokers that find subscribers through the registry use `registry`.
+    /// The broker the options name; brokers that find subscribers through the registry use `registry`.
     pub async fn broker(&self, registry: &Arc<dyn Registry>) -> Result<Arc<dyn Broker>> {
-        let _ = registry;
-        match self.broker.as_str() {
-            "memory" => Ok(Arc::new(MemoryBroker::new())),
-            #[cfg(feature = "broker-http")]
-            "http" => {
-                let mut builder = rmicro_broker_http::HttpBroker::builder(registry.clone());
-                if let Some(address) = &self.broker_address {
-                    builder = builder.address(address.clone());
-                }
-                Ok(Arc::new(builder.build()))
-            }
-            #[cfg(feature = "broker-nats")]
-            name @ ("nats" | "jetstream") => {
-                let url = self.broker_address.as_deref().unwrap_or("nats://127.0.0.1:4222");
-                let mut config = rmicro_broker_nats::NatsConfig::new(url);
-                if name == "jetstream" {
-                    config = config.jetstream(rmicro_broker_nats::JetStreamConfig::default());
-                }
-                Ok(Arc::new(rmicro_broker_nats::NatsBroker::connect(config).await?))
-            }
-            #[cfg(feature = "broker-rabbitmq")]
-            "rabbitmq" => {
-                let url = self.broker_address.as_deref().unwrap_or("amqp://guest:guest@127.0.0.1:5672/%2f");
-                Ok(Arc::new(rmicro_broker_rabbitmq::RabbitBroker::new(rmicro_broker_rabbitmq::RabbitConfig::new(url))))
-            }
-            #[cfg(feature = "broker-kafka")]
-            "kafka" => {
-                let brokers = self.broker_address.as_deref().unwrap_or("127.0.0.1:9092");
-                Ok(Arc::new(rmicro_broker_kafka::KafkaBroker::new(rmicro_broker_kafka::KafkaConfig::new(brokers))?))
-            }
-            other => Err(unavailable("broker", other)),
-        }
+        self.plugin(Kind::Broker)?.build_broker(self.settings.scoped(Kind::Broker), registry.clone()).await
     }
 
-    /// A service builder with the chosen backends and server address.
+    /// A service builder with the chosen backends and the server's and client's settings.
     pub async fn service(&self, name: &str) -> Result<ServiceBuilder> {
         let transport = self.transport().await?;
         let registry = self.registry().await?;
         let broker = self.broker(&registry).await?;
-        let mut builder = Service::builder(name).transport(transport).registry(registry).broker(broker);
-        if let Some(address) = &self.server_address {
-            builder = builder.address(address.clone());
-        }
-        let (ttl, interval) = (self.register_ttl, self.register_interval);
-        builder = builder.server(|mut server| {
+        let name = self.settings.get("server_name").unwrap_or(name);
+        let builder = Service::builder(name).transport(transport).registry(registry.clone()).broker(broker);
+        let server = self.server_settings()?;
+        let client = self.client_settings(registry)?;
+        Ok(builder.server(server).client(client))
+    }
+
+    /// A client on the chosen backends with the client's settings, for a program that calls
+    /// services but serves none (nothing is registered).
+    pub async fn client(&self) -> Result<Client> {
+        let transport = self.transport().await?;
+        let registry = self.registry().await?;
+        let broker = self.broker(&registry).await?;
+        let client = self.client_settings(registry.clone())?;
+        Ok(client(Client::builder().transport(transport).registry(registry).broker(broker)).build())
+    }
+
+    /// The server's settings, applied to a builder.
+    pub(crate) fn server_settings(&self) -> Result<impl FnOnce(ServerBuilder) -> ServerBuilder + use<>> {
+        let s = &self.settings;
+        let version = s.get("server_version").map(str::to_owned);
+        let address = s.get("server_address").map(str::to_owned);
+        let metadata = key_values(s, "server_metadata")?;
+        let (ttl, interval) = (s.duration("register_ttl")?, s.duration("register_interval")?);
+        let shutdown = s.duration("shutdown_timeout")?;
+        Ok(move |mut server: ServerBuilder| {
+            if let Some(version) = version {
+                server = server.version(version);
+            }
+            if let Some(address) = address {
+                server = server.address(address);
+            }
+            for (key, value) in metadata {
+                server = server.metadata(key, value);
+            }
             if let Some(ttl) = ttl {
                 server = server.register_ttl(ttl);
             }
             if let Some(interval) = interval {
                 server = server.register_interval(interval);
             }
+            if let Some(shutdown) = shutdown {
+                server = server.shutdown_timeout(shutdown);
+            }
             server
-        });
-        Ok(builder)
+        })
     }
+
+    /// The client's settings, applied to a builder; a `selector` setting chooses nodes from
+    /// `registry` with its strategy.
+    pub(crate) fn client_settings(
+        &self,
+        registry: Arc<dyn Registry>,
+    ) -> Result<impl FnOnce(ClientBuilder) -> ClientBuilder + use<>> {
+        let s = &self.settings;
+        let selector = RegistrySelector::builder(registry);
+        let selector = match s.get("selector").map(normalize_key).as_deref() {
+            None => None,
+            Some("random") => Some(selector.strategy(Random)),
+            Some("round_robin" | "roundrobin") => Some(selector.strategy(RoundRobin::new())),
+            Some("weighted") => Some(selector.strategy(WeightedRoundRobin::new())),
+            Some("p2c" | "least_loaded") => Some(selector.strategy(PowerOfTwoChoices::new())),
+            Some("closest") => {
+                let (latitude, longitude) =
+                    (s.parse::<f64>("selector_latitude")?, s.parse::<f64>("selector_longitude")?);
+                let (Some(latitude), Some(longitude)) = (latitude, longitude) else {
+                    return Err(Error::bad_request("selector closest needs selector_latitude and selector_longitude")
+                        .with_id("rmicro.config"));
+                };
+                Some(selector.strategy(Closest::new(latitude, longitude)))
+            }
+            Some(other) => {
+                return Err(Error::bad_request(format!(
+                    "selector {other:?} is not one of random, round_robin, weighted, p2c, closest"
+                ))
+                .with_id("rmicro.config"));
+            }
+        };
+        let selector = selector.map(|s| Arc::new(s.build()));
+        let timeout = s.duration("client_timeout")?;
+        let retries = s.parse::<u32>("client_retries")?;
+        let pool_size = s.parse::<usize>("client_pool_size")?.filter(|n| *n > 0);
+        let content_type = s.get("client_content_type").map(str::to_owned);
+        Ok(move |mut client: ClientBuilder| {
+            if let Some(selector) = selector {
+                client = client.selector(selector);
+            }
+            if let Some(timeout) = timeout {
+                client = client.timeout(timeout);
+            }
+            if let Some(retries) = retries {
+                client = client.retries(retries);
+            }
+            if let Some(size) = pool_size {
+                client = client.pool_size(size);
+            }
+            if let Some(content_type) = content_type {
+                client = client.content_type(content_type);
+            }
+            client
+        })
+    }
+}
+
+/// `key` as `k=v,k=v` pairs.
+fn key_values(settings: &Settings, key: &str) -> Result<Vec<(String, String)>> {
+    settings
+        .list(key)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) => Ok((k.trim().to_owned(), v.trim().to_owned())),
+            None => Err(Error::bad_request(format!("setting {key} takes key=value pairs, not {pair:?}"))
+                .with_id("rmicro.config")),
+        })
+        .collect()
+}
+
+/// Reads `--key=value` and `--key value` flags, refusing anything else.
+fn parse_flags(args: impl IntoIterator<Item = String>) -> Result<Settings> {
+    let known = known_keys();
+    let mut flags = Settings::new();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let Some(flag) = arg.strip_prefix("--") else {
+            return Err(Error::bad_request(format!("unexpected argument {arg:?}: rmicro takes --key=value flags"))
+                .with_id("rmicro.config"));
+        };
+        let (key, value) = match flag.split_once('=') {
+            Some((key, value)) => (key.to_owned(), value.to_owned()),
+            None => {
+                let value = args.next().ok_or_else(|| Error::bad_request(format!("--{flag} needs a value")))?;
+                (flag.to_owned(), value)
+            }
+        };
+        if !known.contains(&normalize_key(&key)) {
+            return Err(Error::bad_request(format!(
+                "unknown flag --{key}; the known flags are --{}",
+                known.join(", --")
+            ))
+            .with_id("rmicro.config"));
+        }
+        flags.set(&key, value);
+    }
+    Ok(flags)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Runs a future that completes without waiting (backend construction that fails at once).
-    fn block_on<F: std::future::Future>(future: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread().build().expect("a runtime").block_on(future)
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
     }
 
     #[test]
-    fn flags_win_over_defaults_and_both_forms_parse() {
-        let args = ["--registry=memory", "--transport", "memory", "--server-address", "127.0.0.1:9"].map(str::to_owned);
-        let options = Options::from_env_and_args(args).unwrap();
-        assert_eq!((options.registry.as_str(), options.transport.as_str()), ("memory", "memory"));
-        assert_eq!(options.server_address.as_deref(), Some("127.0.0.1:9"));
-        let ttl = Options::from_env_and_args(["--register_ttl=2".to_owned()]).unwrap();
-        assert_eq!(ttl.register_ttl, Some(Duration::from_secs(2)));
-        let bad = Options::from_env_and_args(["--register_ttl=soon".to_owned()]).unwrap_err();
+    fn flags_win_and_both_forms_parse() {
+        let options = Options::from_env_and_args(args(&[
+            "--registry=memory",
+            "--transport",
+            "memory",
+            "--server-address",
+            "127.0.0.1:9",
+        ]))
+        .unwrap();
+        assert_eq!(options.backend_name(Kind::Registry).unwrap(), "memory");
+        assert_eq!(options.backend_name(Kind::Transport).unwrap(), "memory");
+        assert_eq!(options.settings().get("server_address"), Some("127.0.0.1:9"));
+        let bad = Options::from_env_and_args(args(&["--register_ttl=soon"])).unwrap().server_settings().err().unwrap();
         assert!(bad.detail.contains("register_ttl"), "{bad}");
     }
 
     #[test]
+    fn an_unknown_flag_is_an_error_that_lists_the_known_ones() {
+        let err = Options::from_env_and_args(args(&["--registy=etcd"])).unwrap_err();
+        assert!(err.detail.contains("unknown flag --registy"), "{err}");
+        assert!(err.detail.contains("--registry_address"), "{err}");
+        let err = Options::from_env_and_args(args(&["stray"])).unwrap_err();
+        assert!(err.detail.contains("unexpected argument \"stray\""), "{err}");
+    }
+
+    #[test]
     fn a_backend_not_compiled_in_names_its_feature() {
-        let options = Options { transport: "smoke-signals".into(), ..Options::default() };
-        let err = block_on(options.transport()).unwrap_err();
-        assert!(err.detail.contains("unknown transport \"smoke-signals\""), "{err}");
-        #[cfg(not(feature = "registry-etcd"))]
-        {
-            let options = Options { registry: "etcd".into(), ..Options::default() };
-            let err = block_on(options.registry()).unwrap_err();
-            assert!(err.detail.contains("enable the rmicro feature \"registry-etcd\""), "{err}");
+        let err = Options::from_settings(Settings::new().with("transport", "smoke-signals")).unwrap_err();
+        assert!(err.detail.contains("enable the rmicro feature \"transport-smoke-signals\""), "{err}");
+        assert!(err.detail.contains("memory"), "{err}");
+    }
+
+    #[test]
+    fn every_compiled_in_backend_has_a_name_and_its_settings_are_known_keys() {
+        let keys = known_keys();
+        for plugin in plugins() {
+            assert!(!plugin.names.is_empty());
+            for setting in plugin.all_settings() {
+                assert!(keys.contains(&format!("{}_{}", plugin.kind(), setting.key)));
+            }
         }
-        #[cfg(not(feature = "transport-http"))]
-        {
-            let options = Options { transport: "http".into(), ..Options::default() };
-            assert!(
-                block_on(options.transport())
-                    .unwrap_err()
-                    .detail
-                    .contains("enable the rmicro feature \"transport-http\"")
-            );
-        }
+    }
+
+    #[test]
+    fn an_unknown_selector_is_refused() {
+        let options = Options::from_settings(Settings::new().with("selector", "dice")).unwrap();
+        let registry: Arc<dyn Registry> = Arc::new(rmicro_core::registry::MemoryRegistry::new());
+        let err = options.client_settings(registry).err().unwrap();
+        assert!(err.detail.contains("selector \"dice\""), "{err}");
     }
 }

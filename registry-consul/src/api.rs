@@ -53,6 +53,7 @@ fn consul_error(code: Code, detail: impl Into<String>) -> Error {
 
 impl Api {
     pub(crate) fn new(config: &ConsulConfig) -> Result<Api> {
+        let address = config.base_url();
         let mut roots = rustls::RootCertStore::empty();
         if let Some(ca) = &config.ca_file {
             let pem =
@@ -61,7 +62,7 @@ impl Api {
                 let cert = cert.map_err(|e| Error::bad_request(format!("consul CA file {}: {e}", ca.display())))?;
                 roots.add(cert).map_err(|e| Error::bad_request(format!("consul CA file {}: {e}", ca.display())))?;
             }
-        } else if config.address.starts_with("https://") {
+        } else if address.starts_with("https://") {
             return Err(Error::bad_request("an https:// Consul address needs ca_file"));
         }
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -73,7 +74,7 @@ impl Api {
             hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().build();
         Ok(Api {
             client: Client::builder(TokioExecutor::new()).build(connector),
-            address: config.address.clone(),
+            address,
             token: config.token.as_deref().map(Arc::from),
         })
     }

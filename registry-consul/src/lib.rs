@@ -19,16 +19,24 @@
 //! use rmicro_registry_consul::{ConsulConfig, ConsulRegistry};
 //!
 //! # async fn demo() -> Result<(), Error> {
-//! let registry = ConsulRegistry::new(ConsulConfig::new("127.0.0.1:8500").token("acl-token"))?;
+//! let registry = ConsulRegistry::connect(ConsulConfig::default().with_token("acl-token")).await?;
 //! let service = Service::builder("greeter").registry(Arc::new(registry)).build();
 //! # Ok(()) }
 //! ```
 //!
 //! # Configuration
 //!
-//! [`ConsulConfig`]: agent address (`https://` with a CA file for TLS), ACL token
-//! (`X-Consul-Token`), blocking-query wait, deregister-critical-after. Through the `rmicro`
-//! facade: `MICRO_REGISTRY=consul MICRO_REGISTRY_ADDRESS=127.0.0.1:8500`.
+//! [`ConsulConfig`], in code or from settings ([`ConsulConfig::from_env`],
+//! [`ConsulConfig::from_settings`]); the `rmicro` facade builds the registry through [`PLUGIN`]
+//! with `MICRO_REGISTRY=consul`.
+//!
+//! | Field | Environment | Default | |
+//! |---|---|---|---|
+//! | [`address`](ConsulConfig::address) | `MICRO_REGISTRY_ADDRESS` | `127.0.0.1:8500` | the agent's HTTP address (`https://` for TLS) |
+//! | [`token`](ConsulConfig::token) | `MICRO_REGISTRY_TOKEN` | none | ACL token (`X-Consul-Token`) |
+//! | [`ca_file`](ConsulConfig::ca_file) | `MICRO_REGISTRY_TLS_CA` | none | PEM file of the agent's CA, for `https://` |
+//! | [`watch_wait`](ConsulConfig::watch_wait) | `MICRO_REGISTRY_WATCH_WAIT` | 30 s | the longest wait of a blocking query (`1.5`, `250ms`, `2s`, `1m`) |
+//! | [`deregister_critical_after`](ConsulConfig::deregister_critical_after) | `MICRO_REGISTRY_DEREGISTER_CRITICAL_AFTER` | 1 m | how long a node whose check turned critical stays registered |
 //!
 //! # Capabilities
 //!
@@ -56,12 +64,35 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use http::Method;
+use rmicro_core::raw::plugin::{Build, Plugin, Setting};
 use rmicro_core::registry::{Registry, Service, Watcher};
 use rmicro_core::{Code, Error, Result};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 pub use config::ConsulConfig;
+
+/// The Consul registry as the `rmicro` facade builds it: `MICRO_REGISTRY=consul`, configured by
+/// [`ConsulConfig::from_settings`].
+pub static PLUGIN: Plugin = Plugin {
+    names: &["consul"],
+    about: "Consul through the local agent: TTL health checks, blocking-query watch",
+    default_address: "127.0.0.1:8500",
+    settings: &[&[
+        Setting::new("token", "ACL token, sent as X-Consul-Token"),
+        Setting::new("tls_ca", "PEM file of the CA that signed the agent's certificate (for https://)"),
+        Setting::new("watch_wait", "the longest wait of a blocking query (default 30s)"),
+        Setting::new(
+            "deregister_critical_after",
+            "how long a node whose check turned critical stays registered (default 1m)",
+        ),
+    ]],
+    build: Build::Registry(|settings| {
+        Box::pin(async move {
+            Ok(Arc::new(ConsulRegistry::connect(ConsulConfig::from_settings(&settings)?).await?) as Arc<dyn Registry>)
+        })
+    }),
+};
 
 use api::{Api, check_id, registration};
 
@@ -77,8 +108,9 @@ pub struct ConsulRegistry {
 }
 
 impl ConsulRegistry {
-    /// A registry talking to the agent in `config` (nothing is sent until it is used).
-    pub fn new(config: ConsulConfig) -> Result<ConsulRegistry> {
+    /// A registry talking to the agent in `config`; nothing is sent until it is used, so an
+    /// agent that is not up yet is no error here.
+    pub async fn connect(config: ConsulConfig) -> Result<ConsulRegistry> {
         Ok(ConsulRegistry {
             api: Api::new(&config)?,
             watch_wait: config.watch_wait,

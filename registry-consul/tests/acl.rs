@@ -24,10 +24,13 @@ fn service(name: &str) -> Service {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_acl_token_calls_are_forbidden() {
     let agent = support::fake_consul::FakeConsul::start(Some("secret-token")).await;
-    let anonymous = ConsulRegistry::new(ConsulConfig::new(&agent.address)).unwrap();
+    let anonymous = ConsulRegistry::connect(ConsulConfig::default().with_address(&agent.address)).await.unwrap();
     let err = anonymous.register(&service("acl"), None).await.unwrap_err();
     assert_eq!(err.code, Code::Forbidden, "{err}");
-    let trusted = ConsulRegistry::new(ConsulConfig::new(&agent.address).token("secret-token")).unwrap();
+    let trusted =
+        ConsulRegistry::connect(ConsulConfig::default().with_address(&agent.address).with_token("secret-token"))
+            .await
+            .unwrap();
     trusted.register(&service("acl"), None).await.unwrap();
     assert_eq!(trusted.get_service("acl").await.unwrap()[0].nodes.len(), 1);
 }
@@ -35,7 +38,7 @@ async fn without_the_acl_token_calls_are_forbidden() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lapsed_node_stays_in_the_catalog_but_is_not_passing() {
     let agent = support::fake_consul::FakeConsul::start(None).await;
-    let registry = ConsulRegistry::new(ConsulConfig::new(&agent.address)).unwrap();
+    let registry = ConsulRegistry::connect(ConsulConfig::default().with_address(&agent.address)).await.unwrap();
     let name = unique("lapse");
     registry.register(&service(&name), Some(Duration::from_secs(1))).await.unwrap();
     eventually(Duration::from_secs(5), "node no longer passing", || async {

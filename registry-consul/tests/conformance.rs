@@ -16,7 +16,8 @@ rmicro_core::registry_conformance!(|| async {
             (fake.address.clone(), Some(fake))
         }
     };
-    let registry = ConsulRegistry::new(ConsulConfig::new(address)).expect("a valid config");
+    let registry =
+        ConsulRegistry::connect(ConsulConfig::default().with_address(address)).await.expect("a valid config");
     Arc::new(Held { registry, _fake: fake }) as Arc<dyn Registry>
 });
 

@@ -14,7 +14,7 @@ async fn main() -> Result<(), rmicro_core::Error> {
     let name = args.next().unwrap_or_else(|| "example".to_owned());
     let ttl = Duration::from_secs(args.next().and_then(|t| t.parse().ok()).unwrap_or(5));
     let address = args.next().unwrap_or_else(|| "127.0.0.1:2379".to_owned());
-    let registry = EtcdRegistry::connect(EtcdConfig::new([address])).await?;
+    let registry = EtcdRegistry::connect(EtcdConfig::default().with_endpoints([address])).await?;
     let service = Service {
         name: name.clone(),
         version: "1.0.0".into(),

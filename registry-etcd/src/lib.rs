@@ -19,16 +19,24 @@
 //! use rmicro_registry_etcd::{EtcdConfig, EtcdRegistry};
 //!
 //! # async fn demo() -> Result<(), Error> {
-//! let registry = EtcdRegistry::connect(EtcdConfig::new(["127.0.0.1:2379"])).await?;
+//! let config = EtcdConfig::default().with_endpoints(["10.0.0.1:2379", "10.0.0.2:2379"]);
+//! let registry = EtcdRegistry::connect(config).await?;
 //! let service = Service::builder("greeter").registry(Arc::new(registry)).build();
 //! # Ok(()) }
 //! ```
 //!
 //! # Configuration
 //!
-//! [`EtcdConfig`]: endpoints, key prefix, credentials (etcd auth), request timeout, TLS files
-//! (crate feature `tls`, rustls). Through the `rmicro` facade:
-//! `MICRO_REGISTRY=etcd MICRO_REGISTRY_ADDRESS=127.0.0.1:2379` (several endpoints comma-separated).
+//! [`EtcdConfig`], in code or from settings ([`EtcdConfig::from_env`], [`EtcdConfig::from_settings`]);
+//! the `rmicro` facade builds the registry through [`PLUGIN`] with `MICRO_REGISTRY=etcd`.
+//!
+//! | Field | Environment | Default | |
+//! |---|---|---|---|
+//! | [`endpoints`](EtcdConfig::endpoints) | `MICRO_REGISTRY_ADDRESS` | `127.0.0.1:2379` | etcd endpoints, comma-separated |
+//! | [`prefix`](EtcdConfig::prefix) | `MICRO_REGISTRY_PREFIX` | `/micro/registry/` | where the nodes' keys go |
+//! | [`username`](EtcdConfig::username), [`password`](EtcdConfig::password) | `MICRO_REGISTRY_USERNAME`, `MICRO_REGISTRY_PASSWORD` | none | etcd auth |
+//! | [`timeout`](EtcdConfig::timeout) | `MICRO_REGISTRY_TIMEOUT` | 5 s | how long a request may take (`1.5`, `250ms`, `2s`) |
+//! | [`tls`](EtcdConfig::tls) | `MICRO_REGISTRY_TLS_CA`, `MICRO_REGISTRY_TLS_CERT`, `MICRO_REGISTRY_TLS_KEY` | none | PEM files: the CA, and a client certificate and key; crate feature `tls` (rustls) |
 //!
 //! # Capabilities
 //!
@@ -58,10 +66,37 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::{Client, ConnectOptions, GetOptions, PutOptions};
+use rmicro_core::raw::plugin::{Build, Plugin, Setting};
 use rmicro_core::registry::{Registry, Service, Watcher};
 use rmicro_core::{Code, Error, Result};
 
 pub use config::{DEFAULT_PREFIX, EtcdConfig, TlsFiles};
+
+/// The etcd registry as the `rmicro` facade builds it: `MICRO_REGISTRY=etcd`, configured by
+/// [`EtcdConfig::from_settings`].
+pub static PLUGIN: Plugin = Plugin {
+    names: &["etcd"],
+    about: "etcd v3: leases for TTL, a prefix watch that survives etcd restarts",
+    default_address: "127.0.0.1:2379",
+    settings: &[
+        &[
+            Setting::new("prefix", "the key prefix (default /micro/registry/)"),
+            Setting::new("username", "user name for etcd auth, with password"),
+            Setting::new("password", "password for etcd auth"),
+            Setting::new("timeout", "how long a request to etcd may take (default 5s)"),
+        ],
+        &[
+            Setting::new("tls_ca", "PEM file of the CA that signed etcd's certificate (crate feature tls)"),
+            Setting::new("tls_cert", "PEM file of the client certificate, with tls_key"),
+            Setting::new("tls_key", "PEM file of the private key of tls_cert"),
+        ],
+    ],
+    build: Build::Registry(|settings| {
+        Box::pin(async move {
+            Ok(Arc::new(EtcdRegistry::connect(EtcdConfig::from_settings(&settings)?).await?) as Arc<dyn Registry>)
+        })
+    }),
+};
 
 /// The etcd registry.
 #[derive(Clone)]
@@ -101,7 +136,7 @@ fn ttl_seconds(ttl: Duration) -> i64 {
 }
 
 impl EtcdRegistry {
-    /// Connects to etcd.
+    /// Connects to etcd, within the configured timeout.
     pub async fn connect(config: EtcdConfig) -> Result<EtcdRegistry> {
         let mut options = ConnectOptions::new().with_timeout(config.timeout).with_connect_timeout(config.timeout);
         if let (Some(user), Some(password)) = (&config.username, &config.password) {

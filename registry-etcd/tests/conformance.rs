@@ -11,7 +11,7 @@ fn address() -> String {
 }
 
 rmicro_core::registry_conformance!(|| async {
-    let config = EtcdConfig::new([address()]).prefix("/rmicro-test/registry/");
+    let config = EtcdConfig::default().with_endpoints([address()]).with_prefix("/rmicro-test/registry/");
     let registry = EtcdRegistry::connect(config).await.unwrap_or_else(|e| panic!("etcd at {}: {e}", address()));
     Arc::new(registry) as Arc<dyn Registry>
 });

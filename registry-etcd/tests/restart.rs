@@ -63,7 +63,11 @@ impl OwnEtcd {
         eventually(Duration::from_secs(20), "own etcd answers", || {
             let address = address.clone();
             async move {
-                match EtcdRegistry::connect(EtcdConfig::new([address]).timeout(Duration::from_millis(500))).await {
+                match EtcdRegistry::connect(
+                    EtcdConfig::default().with_endpoints([address]).with_timeout(Duration::from_millis(500)),
+                )
+                .await
+                {
                     Ok(registry) => registry.list_services().await.is_ok(),
                     Err(_) => false,
                 }
@@ -81,7 +85,9 @@ impl OwnEtcd {
 }
 
 async fn registry(address: &str) -> EtcdRegistry {
-    EtcdRegistry::connect(EtcdConfig::new([address]).timeout(Duration::from_secs(2))).await.unwrap()
+    EtcdRegistry::connect(EtcdConfig::default().with_endpoints([address]).with_timeout(Duration::from_secs(2)))
+        .await
+        .unwrap()
 }
 
 async fn next(watcher: &mut Watcher, kind: EventKind, within: Duration) -> rmicro_core::registry::Event {

@@ -17,21 +17,24 @@
 //! ```no_run
 //! # use std::sync::Arc;
 //! # use rmicro_core::prelude::*;
-//! use rmicro_registry_mdns::MdnsRegistry;
+//! use rmicro_registry_mdns::{MdnsConfig, MdnsRegistry};
 //!
 //! # async fn demo() -> Result<(), Error> {
-//! let registry = Arc::new(MdnsRegistry::builder().build().await?); // loopback only
-//! let service = Service::builder("greeter").registry(registry).build();
+//! let registry = MdnsRegistry::connect(MdnsConfig::default()).await?; // loopback only
+//! let service = Service::builder("greeter").registry(Arc::new(registry)).build();
 //! # Ok(()) }
 //! ```
 //!
 //! # Configuration
 //!
-//! | Builder | Default | |
-//! |---|---|---|
-//! | [`MdnsRegistryBuilder::interfaces`] | `[127.0.0.1]` | IPv4 addresses of the interfaces to use |
-//! | [`MdnsRegistryBuilder::port`] | 5353 | the mDNS port |
-//! | [`MdnsRegistryBuilder::query_wait`] | 300 ms | how long the first lookup waits for answers |
+//! [`MdnsConfig`], in code or from settings ([`MdnsConfig::from_env`], [`MdnsConfig::from_settings`]);
+//! the `rmicro` facade builds the registry through [`PLUGIN`] with `MICRO_REGISTRY=mdns`.
+//!
+//! | Field | Environment | Default | |
+//! |---|---|---|---|
+//! | [`interfaces`](MdnsConfig::interfaces) | `MICRO_REGISTRY_ADDRESS` | `127.0.0.1` | IPv4 addresses of the interfaces to use, comma-separated |
+//! | [`port`](MdnsConfig::port) | `MICRO_REGISTRY_PORT` | 5353 | the mDNS port |
+//! | [`query_wait`](MdnsConfig::query_wait) | `MICRO_REGISTRY_QUERY_WAIT` | 300 ms | how long the first lookup waits for answers (`1.5`, `250ms`, `2s`) |
 //!
 //! On Linux the loopback interface does not do multicast until told to:
 //! `ip link set lo multicast on`.
@@ -49,16 +52,17 @@
 //! a private network namespace (`unshare -rn`, with `lo` up and multicast on), so no multicast
 //! leaves the test even by mistake.
 
+mod config;
 mod records;
 mod socket;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use rmicro_core::raw::broadcast_watcher;
+use rmicro_core::raw::plugin::{Build, Plugin, Setting};
 use rmicro_core::registry::{Event, EventKind, Registry, Service, Watcher};
 use rmicro_core::{Error, Result};
 use tokio::sync::{OnceCell, broadcast};
@@ -67,6 +71,25 @@ use tokio_util::sync::CancellationToken;
 
 use records::{announcement, instance_name, parse, query};
 use socket::MulticastSocket;
+
+pub use config::MdnsConfig;
+
+/// The mDNS registry as the `rmicro` facade builds it: `MICRO_REGISTRY=mdns`, configured by
+/// [`MdnsConfig::from_settings`].
+pub static PLUGIN: Plugin = Plugin {
+    names: &["mdns"],
+    about: "multicast DNS (DNS-SD) discovery with no server, on the chosen interfaces (loopback by default)",
+    default_address: "127.0.0.1",
+    settings: &[&[
+        Setting::new("port", "the UDP port (default 5353)"),
+        Setting::new("query_wait", "how long the first lookup waits for answers (default 300ms)"),
+    ]],
+    build: Build::Registry(|settings| {
+        Box::pin(async move {
+            Ok(Arc::new(MdnsRegistry::connect(MdnsConfig::from_settings(&settings)?).await?) as Arc<dyn Registry>)
+        })
+    }),
+};
 
 /// The TTL announced for nodes registered without one; they are announced again at half of it.
 const DEFAULT_TTL: Duration = Duration::from_secs(120);
@@ -106,45 +129,20 @@ impl Drop for Inner {
     }
 }
 
-/// Builds an [`MdnsRegistry`].
-#[derive(Debug, Clone)]
-pub struct MdnsRegistryBuilder {
-    interfaces: Vec<Ipv4Addr>,
-    port: u16,
-    query_wait: Duration,
-}
-
-impl MdnsRegistryBuilder {
-    /// The interfaces to use, by IPv4 address (default: loopback only).
-    pub fn interfaces(mut self, interfaces: impl IntoIterator<Item = Ipv4Addr>) -> MdnsRegistryBuilder {
-        self.interfaces = interfaces.into_iter().collect();
-        self
-    }
-
-    /// The UDP port (default 5353).
-    pub fn port(mut self, port: u16) -> MdnsRegistryBuilder {
-        self.port = port;
-        self
-    }
-
-    /// How long the first lookup waits for other nodes to answer its query (default 300 ms).
-    pub fn query_wait(mut self, wait: Duration) -> MdnsRegistryBuilder {
-        self.query_wait = wait;
-        self
-    }
-
-    /// Opens the socket and starts listening; must run inside a Tokio runtime.
-    pub async fn build(self) -> Result<MdnsRegistry> {
-        if self.interfaces.is_empty() {
+impl MdnsRegistry {
+    /// Opens the socket on the configured interfaces and starts listening; nothing is sent
+    /// until the registry is used.
+    pub async fn connect(config: MdnsConfig) -> Result<MdnsRegistry> {
+        if config.interfaces.is_empty() {
             return Err(Error::bad_request("mDNS needs at least one interface"));
         }
-        let socket = MulticastSocket::bind(self.interfaces.clone(), self.port).map_err(|e| {
-            Error::unavailable(format!("mDNS socket on {:?} port {}: {e}", self.interfaces, self.port))
+        let socket = MulticastSocket::bind(config.interfaces.clone(), config.port).map_err(|e| {
+            Error::unavailable(format!("mDNS socket on {:?} port {}: {e}", config.interfaces, config.port))
                 .with_id("rmicro.registry.mdns")
         })?;
         let inner = Arc::new(Inner {
             socket,
-            query_wait: self.query_wait,
+            query_wait: config.query_wait,
             local: Mutex::default(),
             cache: Mutex::default(),
             events: broadcast::channel(WATCH_BUFFER).0,
@@ -154,17 +152,6 @@ impl MdnsRegistryBuilder {
         tokio::spawn(listen(Arc::downgrade(&inner), inner.stop.clone()));
         tokio::spawn(tick(Arc::downgrade(&inner), inner.stop.clone()));
         Ok(MdnsRegistry { inner })
-    }
-}
-
-impl MdnsRegistry {
-    /// A builder: loopback only, port 5353.
-    pub fn builder() -> MdnsRegistryBuilder {
-        MdnsRegistryBuilder {
-            interfaces: vec![Ipv4Addr::LOCALHOST],
-            port: 5353,
-            query_wait: Duration::from_millis(300),
-        }
     }
 }
 

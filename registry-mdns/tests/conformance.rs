@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use rmicro_core::registry::Registry;
-use rmicro_registry_mdns::MdnsRegistry;
+use rmicro_registry_mdns::{MdnsConfig, MdnsRegistry};
 
 rmicro_core::registry_conformance!(|| async {
-    let registry = MdnsRegistry::builder().build().await.expect("mDNS socket on loopback");
+    let registry = MdnsRegistry::connect(MdnsConfig::default()).await.expect("mDNS socket on loopback");
     Arc::new(registry) as Arc<dyn Registry>
 });

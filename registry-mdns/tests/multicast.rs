@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use rmicro_core::registry::{EventKind, Node, Registry, Service};
 use rmicro_core::testkit::{eventually, unique};
-use rmicro_registry_mdns::MdnsRegistry;
+use rmicro_registry_mdns::{MdnsConfig, MdnsRegistry};
 
 fn service(name: &str) -> Service {
     Service {
@@ -20,7 +20,7 @@ fn service(name: &str) -> Service {
 }
 
 async fn registry() -> MdnsRegistry {
-    MdnsRegistry::builder().build().await.expect("mDNS socket on loopback")
+    MdnsRegistry::connect(MdnsConfig::default()).await.expect("mDNS socket on loopback")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

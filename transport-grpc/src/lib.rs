@@ -17,20 +17,31 @@
 //! ```no_run
 //! # use std::sync::Arc;
 //! # use rmicro_core::prelude::*;
-//! use rmicro_transport_grpc::GrpcTransport;
+//! use rmicro_transport_grpc::{GrpcConfig, GrpcTransport};
 //!
 //! # async fn demo() -> Result<(), Error> {
-//! let service = Service::builder("greeter").transport(Arc::new(GrpcTransport::new())).address("127.0.0.1:50051").build();
+//! let transport = Arc::new(GrpcTransport::connect(GrpcConfig::default()).await?);
+//! let service = Service::builder("greeter").transport(transport).address("127.0.0.1:50051").build();
 //! service.run().await
 //! # }
 //! ```
 //!
 //! # Configuration
 //!
-//! | Builder | Default | |
-//! |---|---|---|
-//! | [`GrpcTransport::max_message_size`] | 4 MiB | larger messages are refused (RESOURCE_EXHAUSTED / OUT_OF_RANGE) |
-//! | [`GrpcTransport::tls`] | none | TLS for listening (identity) and dialling (trust) |
+//! A [`GrpcConfig`] in code, or from the environment with [`GrpcConfig::from_env`]; through the
+//! `rmicro` facade ([`PLUGIN`]) the same settings can also be flags (`--transport_max_message_size`).
+//!
+//! | Setter | Environment | Default | |
+//! |---|---|---|---|
+//! | [`GrpcConfig::with_max_message_size`] | `MICRO_TRANSPORT_MAX_MESSAGE_SIZE` | 4 MiB | larger messages are refused (RESOURCE_EXHAUSTED / OUT_OF_RANGE) |
+//! | [`GrpcConfig::with_tls`] | `MICRO_TRANSPORT_TLS_CERT`, `_TLS_KEY`, `_TLS_CA`, `_TLS_SERVER_NAME` | none | TLS for listening (identity) and dialling (trust) |
+//!
+//! `_TLS_CERT` and `_TLS_KEY` name the PEM files of the certificate chain and key to listen
+//! with, `_TLS_CA` that of the CA to trust when dialling; `_TLS_SERVER_NAME` is the name the
+//! servers' certificates are checked against (default `localhost`).
+//!
+//! The transport has no address of its own (`MICRO_TRANSPORT_ADDRESS` is not read): a service
+//! listens where it is told.
 //!
 //! # Capabilities
 //!
@@ -45,6 +56,7 @@
 //! server from rmicro.
 
 mod client;
+mod config;
 mod server;
 mod status;
 mod tls;
@@ -54,9 +66,28 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use rmicro_core::Result;
-use rmicro_core::transport::{Connection, DEFAULT_MAX_MESSAGE_SIZE, Listener, Transport};
+use rmicro_core::raw::plugin::{Build, Plugin, Setting, TLS_SETTINGS};
+use rmicro_core::transport::{Connection, Listener, Transport};
 
+pub use config::GrpcConfig;
 pub use rmicro_core::transport::TlsConfig;
+
+/// How the `rmicro` facade knows this transport: `MICRO_TRANSPORT=grpc`, configured by
+/// [`GrpcConfig::from_settings`].
+pub static PLUGIN: Plugin = Plugin {
+    names: &["grpc"],
+    about: "standard gRPC on tonic, interoperable with any gRPC client or server",
+    default_address: "",
+    settings: &[
+        &[Setting::new("max_message_size", "the largest message either side accepts, in bytes (default 4 MiB)")],
+        TLS_SETTINGS,
+    ],
+    build: Build::Transport(|settings| {
+        Box::pin(async move {
+            Ok(Arc::new(GrpcTransport::connect(GrpcConfig::from_settings(&settings)?).await?) as Arc<dyn Transport>)
+        })
+    }),
+};
 
 /// The gRPC transport.
 #[derive(Clone, Debug)]
@@ -65,28 +96,10 @@ pub struct GrpcTransport {
     tls: TlsConfig,
 }
 
-impl Default for GrpcTransport {
-    fn default() -> GrpcTransport {
-        GrpcTransport::new()
-    }
-}
-
 impl GrpcTransport {
-    /// A transport with gRPC's default 4 MiB message limit.
-    pub fn new() -> GrpcTransport {
-        GrpcTransport { max_message_size: DEFAULT_MAX_MESSAGE_SIZE, tls: TlsConfig::default() }
-    }
-
-    /// Sets the largest message either side accepts.
-    pub fn max_message_size(mut self, bytes: usize) -> GrpcTransport {
-        self.max_message_size = bytes;
-        self
-    }
-
-    /// Serves and dials over TLS (rustls) as `tls` says.
-    pub fn tls(mut self, tls: TlsConfig) -> GrpcTransport {
-        self.tls = tls;
-        self
+    /// A transport as `config` says; it opens nothing until it listens or dials.
+    pub async fn connect(config: GrpcConfig) -> Result<GrpcTransport> {
+        Ok(GrpcTransport { max_message_size: config.max_message_size, tls: config.tls.unwrap_or_default() })
     }
 }
 

@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use rmicro_core::transport::{CallHead, Transport};
-use rmicro_transport_grpc::{GrpcTransport, TlsConfig};
+use rmicro_transport_grpc::{GrpcConfig, GrpcTransport, TlsConfig};
 
 /// A CA and a `localhost` certificate it signed: (CA PEM, certificate PEM, key PEM).
 fn certificates() -> (String, String, String) {
@@ -17,6 +17,10 @@ fn certificates() -> (String, String, String) {
     let cert =
         rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap().signed_by(&key, &ca, &ca_key).unwrap();
     (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+async fn over_tls(tls: TlsConfig) -> GrpcTransport {
+    GrpcTransport::connect(GrpcConfig::default().with_tls(tls)).await.unwrap()
 }
 
 async fn echo_once(transport: &GrpcTransport, address: &str) -> rmicro_core::Result<Bytes> {
@@ -37,7 +41,7 @@ async fn echo_once(transport: &GrpcTransport, address: &str) -> rmicro_core::Res
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_trusting_the_ca_calls_a_tls_server() {
     let (ca, cert, key) = certificates();
-    let server = GrpcTransport::new().tls(TlsConfig::default().identity(cert, key));
+    let server = over_tls(TlsConfig::default().identity(cert, key)).await;
     let mut listener = server.listen("127.0.0.1:0").await.unwrap();
     let address = listener.address().replace("127.0.0.1", "localhost");
     tokio::spawn(async move {
@@ -50,15 +54,15 @@ async fn a_client_trusting_the_ca_calls_a_tls_server() {
         }
     });
 
-    let trusting = GrpcTransport::new().tls(TlsConfig::default().trust(ca, "localhost"));
+    let trusting = over_tls(TlsConfig::default().trust(ca, "localhost")).await;
     assert_eq!(echo_once(&trusting, &address).await.unwrap(), Bytes::from_static(b"over tls"));
 
     let (other_ca, _, _) = certificates();
-    let mistrusting = GrpcTransport::new().tls(TlsConfig::default().trust(other_ca, "localhost"));
+    let mistrusting = over_tls(TlsConfig::default().trust(other_ca, "localhost")).await;
     let refused = echo_once(&mistrusting, &address).await.unwrap_err();
     eprintln!("untrusted CA: {refused}");
     assert_eq!(refused.code, rmicro_core::Code::Unavailable);
 
-    let plaintext = GrpcTransport::new();
+    let plaintext = GrpcTransport::connect(GrpcConfig::default()).await.unwrap();
     assert!(echo_once(&plaintext, &address).await.is_err(), "plaintext does not reach a TLS server");
 }

@@ -23,10 +23,10 @@
 //! ```no_run
 //! # use std::sync::Arc;
 //! # use rmicro_core::prelude::*;
-//! use rmicro_transport_http::HttpTransport;
+//! use rmicro_transport_http::{HttpConfig, HttpTransport};
 //!
 //! # async fn demo() -> Result<(), Error> {
-//! let transport = Arc::new(HttpTransport::new().max_message_size(1 << 20));
+//! let transport = Arc::new(HttpTransport::connect(HttpConfig::default().with_max_message_size(1 << 20)).await?);
 //! let service = Service::builder("greeter").transport(transport).address("127.0.0.1:8080").build();
 //! service.run().await
 //! # }
@@ -34,11 +34,15 @@
 //!
 //! # Configuration
 //!
-//! | Builder | Default | |
-//! |---|---|---|
-//! | [`HttpTransport::max_message_size`] | 4 MiB | larger bodies and frames are refused with 413 |
+//! An [`HttpConfig`] in code, or from the environment with [`HttpConfig::from_env`]; through the
+//! `rmicro` facade ([`PLUGIN`]) the same settings can also be flags (`--transport_max_message_size`).
 //!
-//! Listening on an empty address binds `127.0.0.1` on a free port.
+//! | Setter | Environment | Default | |
+//! |---|---|---|---|
+//! | [`HttpConfig::with_max_message_size`] | `MICRO_TRANSPORT_MAX_MESSAGE_SIZE` | 4 MiB | larger bodies and frames are refused with 413 |
+//!
+//! The transport has no address of its own (`MICRO_TRANSPORT_ADDRESS` is not read): a service
+//! listens where it is told, and listening on an empty address binds `127.0.0.1` on a free port.
 //!
 //! # Capabilities
 //!
@@ -54,6 +58,7 @@
 //! `tests/curl.rs` calls a running service with the `curl` binary.
 
 mod client;
+mod config;
 mod server;
 mod wire;
 
@@ -61,7 +66,27 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use rmicro_core::Result;
-use rmicro_core::transport::{Connection, DEFAULT_MAX_MESSAGE_SIZE, Listener, Transport};
+use rmicro_core::raw::plugin::{Build, Plugin, Setting};
+use rmicro_core::transport::{Connection, Listener, Transport};
+
+pub use config::HttpConfig;
+
+/// How the `rmicro` facade knows this transport: `MICRO_TRANSPORT=http`, configured by
+/// [`HttpConfig::from_settings`].
+pub static PLUGIN: Plugin = Plugin {
+    names: &["http"],
+    about: "HTTP/1.1 and h2c: rmicro peers multiplex calls over h2c, curl calls over HTTP/1.1",
+    default_address: "",
+    settings: &[&[Setting::new(
+        "max_message_size",
+        "the largest message either side accepts, in bytes (default 4 MiB)",
+    )]],
+    build: Build::Transport(|settings| {
+        Box::pin(async move {
+            Ok(Arc::new(HttpTransport::connect(HttpConfig::from_settings(&settings)?).await?) as Arc<dyn Transport>)
+        })
+    }),
+};
 
 /// The HTTP transport.
 #[derive(Clone, Debug)]
@@ -69,22 +94,10 @@ pub struct HttpTransport {
     max_message_size: usize,
 }
 
-impl Default for HttpTransport {
-    fn default() -> HttpTransport {
-        HttpTransport::new()
-    }
-}
-
 impl HttpTransport {
-    /// A transport with the default limits.
-    pub fn new() -> HttpTransport {
-        HttpTransport { max_message_size: DEFAULT_MAX_MESSAGE_SIZE }
-    }
-
-    /// Sets the largest message either side accepts (default 4 MiB).
-    pub fn max_message_size(mut self, bytes: usize) -> HttpTransport {
-        self.max_message_size = bytes;
-        self
+    /// A transport as `config` says; it opens nothing until it listens or dials.
+    pub async fn connect(config: HttpConfig) -> Result<HttpTransport> {
+        Ok(HttpTransport { max_message_size: config.max_message_size })
     }
 }
 

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use rmicro_core::prelude::*;
-use rmicro_transport_http::HttpTransport;
+use rmicro_transport_http::{HttpConfig, HttpTransport};
 
 #[derive(Clone, PartialEq, prost::Message, serde::Serialize, serde::Deserialize)]
 struct Request {
@@ -22,7 +22,8 @@ struct Reply {
 }
 
 async fn greeter() -> (Service, String) {
-    let service = Service::builder("greeter").transport(Arc::new(HttpTransport::new())).build();
+    let transport = HttpTransport::connect(HttpConfig::default()).await.unwrap();
+    let service = Service::builder("greeter").transport(Arc::new(transport)).build();
     service.server().handle("Greeter.Hello", |ctx: Context, req: Request| async move {
         if let Some(trace) = ctx.metadata().get("x-trace") {
             ctx.set_reply_metadata("x-trace", trace);

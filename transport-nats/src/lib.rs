@@ -20,10 +20,11 @@
 //! ```no_run
 //! # use std::sync::Arc;
 //! # use rmicro_core::prelude::*;
-//! use rmicro_transport_nats::NatsTransport;
+//! use rmicro_transport_nats::{NatsConfig, NatsTransport};
 //!
 //! # async fn demo() -> Result<(), Error> {
-//! let transport = Arc::new(NatsTransport::connect("nats://127.0.0.1:4222").await?);
+//! let config = NatsConfig::default().with_address("nats://127.0.0.1:4222");
+//! let transport = Arc::new(NatsTransport::connect(config).await?);
 //! let service = Service::builder("greeter").transport(transport).build();
 //! service.run().await
 //! # }
@@ -31,8 +32,16 @@
 //!
 //! # Configuration
 //!
-//! The NATS URL (`MICRO_TRANSPORT=nats`, address in `MICRO_TRANSPORT_ADDRESS` through the
-//! facade) and [`NatsTransport::max_message_size`] (default: the server's `max_payload`).
+//! A [`NatsConfig`] in code, or from the environment with [`NatsConfig::from_env`]; through the
+//! `rmicro` facade ([`PLUGIN`], `MICRO_TRANSPORT=nats`) the same settings can also be flags
+//! (`--transport_address`).
+//!
+//! | Setter | Environment | Default | |
+//! |---|---|---|---|
+//! | [`NatsConfig::with_address`] | `MICRO_TRANSPORT_ADDRESS` | `nats://127.0.0.1:4222` | the NATS server's URL |
+//! | [`NatsConfig::with_max_message_size`] | `MICRO_TRANSPORT_MAX_MESSAGE_SIZE` | the server's `max_payload` | larger messages are refused with `PayloadTooLarge` |
+//! | [`NatsConfig::with_credentials`] | `MICRO_TRANSPORT_USER`, `MICRO_TRANSPORT_PASSWORD` | none | user name and password for the server |
+//! | [`NatsConfig::with_token`] | `MICRO_TRANSPORT_TOKEN` | none | token for the server |
 //!
 //! # Capabilities
 //!
@@ -47,6 +56,7 @@
 //! another port during a stream of calls.
 
 mod client;
+mod config;
 mod frame;
 mod server;
 mod unary;
@@ -54,10 +64,34 @@ mod unary;
 use std::sync::{Arc, Mutex, Weak};
 
 use async_trait::async_trait;
+use rmicro_core::raw::plugin::{Build, Plugin, Setting};
 use rmicro_core::transport::{Connection, Listener, Transport};
 use rmicro_core::{Code, Error, Result};
 
 use client::Calls;
+pub use config::NatsConfig;
+
+/// How the `rmicro` facade knows this transport: `MICRO_TRANSPORT=nats`, configured by
+/// [`NatsConfig::from_settings`].
+pub static PLUGIN: Plugin = Plugin {
+    names: &["nats"],
+    about: "calls as NATS messages: no open ports, NATS routes and balances",
+    default_address: config::DEFAULT_ADDRESS,
+    settings: &[&[
+        Setting::new(
+            "max_message_size",
+            "the largest message either side accepts, in bytes (default the server's max_payload)",
+        ),
+        Setting::new("user", "user name for the NATS server (with password)"),
+        Setting::new("password", "password for the NATS server (with user)"),
+        Setting::new("token", "token for the NATS server"),
+    ]],
+    build: Build::Transport(|settings| {
+        Box::pin(async move {
+            Ok(Arc::new(NatsTransport::connect(NatsConfig::from_settings(&settings)?).await?) as Arc<dyn Transport>)
+        })
+    }),
+};
 
 pub(crate) fn nats_error(doing: &str, error: impl std::fmt::Display) -> Error {
     Error::new(Code::Unavailable, format!("nats: {doing}: {error}")).with_id("rmicro.transport.nats")
@@ -74,11 +108,11 @@ pub struct NatsTransport {
 }
 
 impl NatsTransport {
-    /// Connects to NATS at `url`.
-    pub async fn connect(url: &str) -> Result<NatsTransport> {
+    /// Connects to NATS as `config` says.
+    pub async fn connect(config: NatsConfig) -> Result<NatsTransport> {
         let live: Arc<Mutex<Vec<Weak<Calls>>>> = Arc::default();
         let watched = live.clone();
-        let client = async_nats::ConnectOptions::new()
+        let mut options = async_nats::ConnectOptions::new()
             .connection_timeout(std::time::Duration::from_secs(5))
             .event_callback(move |event| {
                 let watched = watched.clone();
@@ -91,18 +125,18 @@ impl NatsTransport {
                         }
                     }
                 }
-            })
-            .connect(url)
-            .await
-            .map_err(|e| nats_error(&format!("connecting to {url}"), e).unsent())?;
-        let max_message_size = client.server_info().max_payload;
+            });
+        if let Some((user, password)) = config.credentials {
+            options = options.user_and_password(user, password);
+        }
+        if let Some(token) = config.token {
+            options = options.token(token);
+        }
+        let url = config.address;
+        let client =
+            options.connect(&url).await.map_err(|e| nats_error(&format!("connecting to {url}"), e).unsent())?;
+        let max_message_size = config.max_message_size.unwrap_or_else(|| client.server_info().max_payload);
         Ok(NatsTransport { client, max_message_size, live })
-    }
-
-    /// Sets the largest message either side accepts (at most the server's `max_payload`).
-    pub fn max_message_size(mut self, bytes: usize) -> NatsTransport {
-        self.max_message_size = bytes;
-        self
     }
 
     /// How many calls are in progress on this transport's dialled nodes (for leak checks).

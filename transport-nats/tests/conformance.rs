@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use rmicro_core::testkit::transport::TransportUnderTest;
-use rmicro_transport_nats::NatsTransport;
+use rmicro_transport_nats::{NatsConfig, NatsTransport};
 
 const MAX_MESSAGE_SIZE: usize = 64 * 1024;
 
@@ -13,9 +13,10 @@ fn url() -> String {
 }
 
 rmicro_core::transport_conformance!(|| async {
-    let transport = NatsTransport::connect(&url()).await.unwrap_or_else(|e| panic!("NATS at {}: {e}", url()));
+    let config = NatsConfig::default().with_address(url()).with_max_message_size(MAX_MESSAGE_SIZE);
+    let transport = NatsTransport::connect(config).await.unwrap_or_else(|e| panic!("NATS at {}: {e}", url()));
     TransportUnderTest {
-        transport: Arc::new(transport.max_message_size(MAX_MESSAGE_SIZE)),
+        transport: Arc::new(transport),
         listen_address: String::new(),
         max_message_size: MAX_MESSAGE_SIZE,
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use rmicro_core::prelude::*;
 use rmicro_core::registry::MemoryRegistry;
 use rmicro_core::testkit::eventually;
-use rmicro_transport_nats::NatsTransport;
+use rmicro_transport_nats::{NatsConfig, NatsTransport};
 use tokio::process::{Child, Command};
 
 #[derive(Clone, PartialEq, prost::Message, serde::Serialize, serde::Deserialize)]
@@ -47,7 +47,7 @@ async fn subscriptions(monitor: u16) -> u64 {
 }
 
 async fn service(url: &str, registry: Arc<MemoryRegistry>) -> (rmicro_core::service::Service, NatsTransport) {
-    let transport = NatsTransport::connect(url).await.unwrap();
+    let transport = NatsTransport::connect(NatsConfig::default().with_address(url)).await.unwrap();
     let service = rmicro_core::service::Service::builder("pinger")
         .transport(Arc::new(transport.clone()))
         .registry(registry)

@@ -26,10 +26,10 @@
 //! ```no_run
 //! # use std::sync::Arc;
 //! # use rmicro_core::prelude::*;
-//! use rmicro_transport_tcp::TcpTransport;
+//! use rmicro_transport_tcp::{TcpConfig, TcpTransport};
 //!
 //! # async fn demo() -> Result<(), Error> {
-//! let transport = Arc::new(TcpTransport::new());
+//! let transport = Arc::new(TcpTransport::connect(TcpConfig::default()).await?);
 //! let service = Service::builder("greeter").transport(transport).address("127.0.0.1:8090").build();
 //! service.run().await
 //! # }
@@ -42,10 +42,18 @@
 //!
 //! # Configuration
 //!
-//! | Builder | Default | |
-//! |---|---|---|
-//! | [`TcpTransport::max_message_size`] | 4 MiB | larger messages are refused with `PayloadTooLarge` |
-//! | [`TcpTransport::tls`] | none | TLS for listening (identity) and dialling (trust) |
+//! A [`TcpConfig`] in code, or from the environment with [`TcpConfig::from_env`]; through the
+//! `rmicro` facade ([`PLUGIN`]) the same settings can also be flags (`--transport_max_message_size`).
+//!
+//! | Setter | Environment | Default | |
+//! |---|---|---|---|
+//! | [`TcpConfig::with_max_message_size`] | `MICRO_TRANSPORT_MAX_MESSAGE_SIZE` | 4 MiB | larger messages are refused with `PayloadTooLarge` |
+//! | [`TcpConfig::with_tls`] | `MICRO_TRANSPORT_TLS_CERT`, `_TLS_KEY`, `_TLS_CA`, `_TLS_SERVER_NAME` | none | TLS for listening (identity) and dialling (trust) |
+//!
+//! `_TLS_CERT` and `_TLS_KEY` name the PEM files of the certificate chain and key to listen
+//! with, `_TLS_CA` that of the CA to trust when dialling; `_TLS_SERVER_NAME` is the name the
+//! servers' certificates are checked against (default `localhost`). The transport has no address
+//! of its own (`MICRO_TRANSPORT_ADDRESS` is not read): a service listens where it is told.
 //!
 //! # Tests
 //!
@@ -54,6 +62,7 @@
 
 mod call_ids;
 mod client;
+mod config;
 mod frame;
 mod io;
 mod server;
@@ -62,11 +71,30 @@ mod tls;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rmicro_core::transport::{Connection, DEFAULT_MAX_MESSAGE_SIZE, Listener, Transport};
+use rmicro_core::raw::plugin::{Build, Plugin, Setting, TLS_SETTINGS};
+use rmicro_core::transport::{Connection, Listener, Transport};
 use rmicro_core::{Error, Result};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+pub use config::TcpConfig;
 pub use rmicro_core::transport::TlsConfig;
+
+/// How the `rmicro` facade knows this transport: `MICRO_TRANSPORT=tcp`, configured by
+/// [`TcpConfig::from_settings`].
+pub static PLUGIN: Plugin = Plugin {
+    names: &["tcp"],
+    about: "binary multiplexed protocol over TCP or Unix sockets, the fastest between rmicro services",
+    default_address: "",
+    settings: &[
+        &[Setting::new("max_message_size", "the largest message either side accepts, in bytes (default 4 MiB)")],
+        TLS_SETTINGS,
+    ],
+    build: Build::Transport(|settings| {
+        Box::pin(async move {
+            Ok(Arc::new(TcpTransport::connect(TcpConfig::from_settings(&settings)?).await?) as Arc<dyn Transport>)
+        })
+    }),
+};
 
 /// Stream messages a direction may have unconsumed before the receiver grants more.
 pub(crate) const WINDOW: u32 = 32;
@@ -78,28 +106,10 @@ pub struct TcpTransport {
     tls: TlsConfig,
 }
 
-impl Default for TcpTransport {
-    fn default() -> TcpTransport {
-        TcpTransport::new()
-    }
-}
-
 impl TcpTransport {
-    /// A transport with a 4 MiB message limit and no TLS.
-    pub fn new() -> TcpTransport {
-        TcpTransport { max_message_size: DEFAULT_MAX_MESSAGE_SIZE, tls: TlsConfig::default() }
-    }
-
-    /// Sets the largest message either side accepts.
-    pub fn max_message_size(mut self, bytes: usize) -> TcpTransport {
-        self.max_message_size = bytes;
-        self
-    }
-
-    /// Serves and dials over TLS as `tls` says.
-    pub fn tls(mut self, tls: TlsConfig) -> TcpTransport {
-        self.tls = tls;
-        self
+    /// A transport as `config` says; it opens nothing until it listens or dials.
+    pub async fn connect(config: TcpConfig) -> Result<TcpTransport> {
+        Ok(TcpTransport { max_message_size: config.max_message_size, tls: config.tls.unwrap_or_default() })
     }
 }
 

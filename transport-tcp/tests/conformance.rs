@@ -6,28 +6,25 @@
 use std::sync::Arc;
 
 use rmicro_core::testkit::transport::TransportUnderTest;
-use rmicro_transport_tcp::{TcpTransport, TlsConfig};
+use rmicro_transport_tcp::{TcpConfig, TcpTransport, TlsConfig};
 
 const MAX_MESSAGE_SIZE: usize = 64 * 1024;
 
-fn under_test(transport: TcpTransport, listen_address: String) -> TransportUnderTest {
-    TransportUnderTest {
-        transport: Arc::new(transport.max_message_size(MAX_MESSAGE_SIZE)),
-        listen_address,
-        max_message_size: MAX_MESSAGE_SIZE,
-    }
+async fn under_test(config: TcpConfig, listen_address: String) -> TransportUnderTest {
+    let transport = TcpTransport::connect(config.with_max_message_size(MAX_MESSAGE_SIZE)).await.unwrap();
+    TransportUnderTest { transport: Arc::new(transport), listen_address, max_message_size: MAX_MESSAGE_SIZE }
 }
 
 mod tcp {
     rmicro_core::transport_conformance!(|| async {
-        super::under_test(rmicro_transport_tcp::TcpTransport::new(), "127.0.0.1:0".to_owned())
+        super::under_test(rmicro_transport_tcp::TcpConfig::default(), "127.0.0.1:0".to_owned()).await
     });
 }
 
 mod unix {
     rmicro_core::transport_conformance!(|| async {
         let path = std::env::temp_dir().join(format!("rmicro-tcp-{}.sock", rmicro_core::testkit::unique("conf")));
-        super::under_test(rmicro_transport_tcp::TcpTransport::new(), format!("unix:{}", path.display()))
+        super::under_test(rmicro_transport_tcp::TcpConfig::default(), format!("unix:{}", path.display())).await
     });
 }
 
@@ -43,11 +40,13 @@ fn certificates() -> (String, String, String) {
     (ca.pem(), cert.pem(), key.serialize_pem())
 }
 
-fn over_tls() -> TcpTransport {
+fn over_tls() -> TcpConfig {
     let (ca, cert, key) = certificates();
-    TcpTransport::new().tls(TlsConfig::default().identity(cert, key).trust(ca, "localhost"))
+    TcpConfig::default().with_tls(TlsConfig::default().identity(cert, key).trust(ca, "localhost"))
 }
 
 mod tls {
-    rmicro_core::transport_conformance!(|| async { super::under_test(super::over_tls(), "127.0.0.1:0".to_owned()) });
+    rmicro_core::transport_conformance!(|| async {
+        super::under_test(super::over_tls(), "127.0.0.1:0".to_owned()).await
+    });
 }

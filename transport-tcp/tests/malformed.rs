@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use rmicro_core::Code;
 use rmicro_core::transport::{CallHead, Connection, Listener, Transport};
-use rmicro_transport_tcp::TcpTransport;
+use rmicro_transport_tcp::{TcpConfig, TcpTransport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MAX_MESSAGE_SIZE: usize = 64 * 1024;
@@ -87,7 +87,7 @@ fn frame(kind: u8, call: u32, body: &[u8]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_frames_close_only_their_connection() {
     let logs = logs();
-    let transport = TcpTransport::new().max_message_size(MAX_MESSAGE_SIZE);
+    let transport = TcpTransport::connect(TcpConfig::default().with_max_message_size(MAX_MESSAGE_SIZE)).await.unwrap();
     let listener = transport.listen("127.0.0.1:0").await.unwrap();
     let address = listener.address();
     let _server = serve(listener);
@@ -126,7 +126,7 @@ async fn a_server_sending_garbage_fails_the_calls_on_that_connection() {
         stream.write_all(&frame(99, 0, b"")).await.unwrap();
         tokio::time::sleep(Duration::from_secs(5)).await;
     });
-    let conn = TcpTransport::new().dial(&address).await.unwrap();
+    let conn = TcpTransport::connect(TcpConfig::default()).await.unwrap().dial(&address).await.unwrap();
     let err = echo(&*conn, "Echo.Unary", b"x").await.unwrap_err();
     assert_eq!(err.code, Code::Unavailable, "{err}");
     assert!(err.detail.contains("unknown frame kind 99"), "{err}");
@@ -136,7 +136,7 @@ async fn a_server_sending_garbage_fails_the_calls_on_that_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_calls_in_progress_and_refuses_new_ones() {
-    let transport = TcpTransport::new();
+    let transport = TcpTransport::connect(TcpConfig::default()).await.unwrap();
     let listener = transport.listen("").await.unwrap();
     let address = listener.address();
     let conn = transport.dial(&address).await.unwrap();

@@ -4,12 +4,16 @@
 
 use std::sync::Arc;
 
+use rmicro::Error;
 use rmicro::client::Client;
 use rmicro::context::Context;
 use rmicro::registry::{MemoryRegistry, Node, Registry, Service};
 use rmicro::server::Server;
 use rmicro::transport::Transport;
-use rmicro::{Error, transport_grpc, transport_http, transport_nats, transport_tcp};
+use rmicro::transport_grpc::{GrpcConfig, GrpcTransport};
+use rmicro::transport_http::{HttpConfig, HttpTransport};
+use rmicro::transport_nats::{NatsConfig, NatsTransport};
+use rmicro::transport_tcp::{TcpConfig, TcpTransport};
 
 use super::Scenario;
 use crate::load::{Measured, closed_loop};
@@ -32,13 +36,18 @@ impl rpb::BenchHandler for Handler {
 }
 
 async fn transport(name: &str, nats_url: &str) -> Result<Arc<dyn Transport>, String> {
-    Ok(match name {
-        "http" => Arc::new(transport_http::HttpTransport::new()),
-        "grpc" => Arc::new(transport_grpc::GrpcTransport::new()),
-        "tcp" => Arc::new(transport_tcp::TcpTransport::new()),
-        "nats" => Arc::new(transport_nats::NatsTransport::connect(nats_url).await.map_err(|e| e.to_string())?),
+    let connected = match name {
+        "http" => HttpTransport::connect(HttpConfig::default()).await.map(shared),
+        "grpc" => GrpcTransport::connect(GrpcConfig::default()).await.map(shared),
+        "tcp" => TcpTransport::connect(TcpConfig::default()).await.map(shared),
+        "nats" => NatsTransport::connect(NatsConfig::default().with_address(nats_url)).await.map(shared),
         other => return Err(format!("rmicro has no transport {other}")),
-    })
+    };
+    connected.map_err(|e| e.to_string())
+}
+
+fn shared(transport: impl Transport) -> Arc<dyn Transport> {
+    Arc::new(transport)
 }
 
 /// The content type the client sends: gRPC's own name over gRPC, rmicro's default elsewhere.

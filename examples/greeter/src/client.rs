@@ -11,8 +11,9 @@ use crate::pb;
 const DISCOVERY: Duration = Duration::from_secs(15);
 
 pub(crate) async fn run(options: Options) -> Result<(), Error> {
-    let service = options.service("greeter.client").await?.build();
-    let greeter = pb::GreeterClient::new("greeter", service.client().clone());
+    // A client alone: nothing is served or registered.
+    let client = options.client().await?;
+    let greeter = pb::GreeterClient::new("greeter", client.clone());
     let request = pb::Request { name: "John".into(), delay_ms: 0 };
 
     let started = tokio::time::Instant::now();
@@ -56,7 +57,7 @@ pub(crate) async fn run(options: Options) -> Result<(), Error> {
         Ok(reply) => println!("client: Hello with no name unexpectedly answered {:?}", reply.get_ref().msg),
     }
 
-    service.client().publish("greeter.greeted", &pb::Greeted { name: "John".into() }).await?;
+    client.publish("greeter.greeted", &pb::Greeted { name: "John".into() }).await?;
     println!("client: published Greeted {{ name: \"John\" }}");
     Ok(())
 }

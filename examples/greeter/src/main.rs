@@ -23,9 +23,10 @@ use rmicro::config::Options;
 async fn main() {
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_default();
-    let outcome = match Options::from_env_and_args(args) {
+    let args: Vec<String> = args.collect();
+    let outcome = match Options::from_env_and_args(args.clone()) {
         Ok(options) => match mode.as_str() {
-            "server" => server::run(options).await,
+            "server" => server::run(args).await,
             "client" => client::run(options).await,
             "quickstart" => quickstart::run().await,
             _ => Err(Error::bad_request(

@@ -5,6 +5,7 @@ use std::time::Duration;
 use rmicro::broker::SubscribeOptions;
 use rmicro::config::Options;
 use rmicro::prelude::*;
+use rmicro::raw::plugin::Kind;
 
 use crate::pb;
 
@@ -62,8 +63,9 @@ impl pb::GreeterHandler for Greeter {
     }
 }
 
-pub(crate) async fn run(options: Options) -> Result<(), Error> {
-    let service = options.service("greeter").await?.version("1.0.0").build();
+pub(crate) async fn run(args: Vec<String>) -> Result<(), Error> {
+    let service = Service::builder("greeter").version("1.0.0").args(args.clone()).build().await?;
+    let options = Options::from_env_and_args(args)?;
     pb::register_greeter_handler(service.server(), Greeter { events: service.client().clone() });
     service.server().subscribe(
         "greeter.greeted",
@@ -78,8 +80,8 @@ pub(crate) async fn run(options: Options) -> Result<(), Error> {
         "server: greeter {} listening on {} ({} transport, {} registry)",
         service.server().id(),
         service.server().address().await.unwrap_or_default(),
-        options.transport,
-        options.registry
+        options.backend_name(Kind::Transport)?,
+        options.backend_name(Kind::Registry)?
     );
     rmicro::service::shutdown_signal().await;
     println!("server: stopping (deregister, drain in-flight calls, disconnect)");

@@ -50,10 +50,10 @@ async fn next(watcher: &mut Watcher, kind: EventKind) -> rmicro::registry::Event
     .unwrap_or_else(|_| panic!("no {kind:?} event"))
 }
 
-async fn client() -> (Service, pb::GreeterClient) {
-    let service = Options::from_env().unwrap().service("greeter.test").await.unwrap().build();
-    let greeter = pb::GreeterClient::new("greeter", service.client().clone());
-    (service, greeter)
+async fn client() -> (Client, pb::GreeterClient) {
+    let client = Options::from_env().unwrap().client().await.unwrap();
+    let greeter = pb::GreeterClient::new("greeter", client.clone());
+    (client, greeter)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

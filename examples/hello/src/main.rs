@@ -29,7 +29,8 @@ struct Greeted {
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let service = Service::builder("greeter").version("1.0.0").build();
+    // One process, so the in-memory backends, whatever MICRO_* says.
+    let service = Service::builder("greeter").version("1.0.0").in_memory().build().await?;
     let (events_tx, mut events) = mpsc::unbounded_channel();
 
     service

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use interop_grpc::rmicro_pb;
 use rmicro::prelude::*;
-use rmicro_transport_grpc::GrpcTransport;
+use rmicro_transport_grpc::{GrpcConfig, GrpcTransport};
 
 struct Greeter;
 
@@ -79,7 +79,8 @@ async fn python_grpcio_calls_an_rmicro_service() {
         .unwrap();
     assert!(generated.success(), "grpc_tools generated the Python stubs");
 
-    let service = rmicro::service::Service::builder("greeter").transport(Arc::new(GrpcTransport::new())).build();
+    let transport = GrpcTransport::connect(GrpcConfig::default()).await.unwrap();
+    let service = rmicro::service::Service::builder("greeter").transport(Arc::new(transport)).build();
     rmicro_pb::register_greeter_handler(service.server(), Greeter);
     service.start().await.unwrap();
     let address = service.server().address().await.unwrap();

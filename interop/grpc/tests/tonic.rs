@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use interop_grpc::{rmicro_pb, tonic_pb};
 use rmicro::prelude::*;
-use rmicro_transport_grpc::GrpcTransport;
+use rmicro_transport_grpc::{GrpcConfig, GrpcTransport};
 use tokio_stream::StreamExt;
 
 struct RmicroGreeter;
@@ -63,7 +63,8 @@ impl rmicro_pb::GreeterHandler for RmicroGreeter {
 }
 
 async fn rmicro_server() -> (rmicro::service::Service, String) {
-    let service = rmicro::service::Service::builder("greeter").transport(Arc::new(GrpcTransport::new())).build();
+    let transport = GrpcTransport::connect(GrpcConfig::default()).await.unwrap();
+    let service = rmicro::service::Service::builder("greeter").transport(Arc::new(transport)).build();
     rmicro_pb::register_greeter_handler(service.server(), RmicroGreeter);
     service.start().await.unwrap();
     let address = service.server().address().await.unwrap();
@@ -173,7 +174,8 @@ async fn an_rmicro_client_calls_a_plain_tonic_server() {
             .add_service(tonic_pb::greeter_server::GreeterServer::new(TonicGreeter))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
-    let client = Client::builder().transport(Arc::new(GrpcTransport::new())).build();
+    let transport = GrpcTransport::connect(GrpcConfig::default()).await.unwrap();
+    let client = Client::builder().transport(Arc::new(transport)).build();
     let greeter = rmicro_pb::GreeterClient::new("greeter", client);
 
     let call = greeter.endpoint("Hello").address(address.clone()).metadata("x-caller", "rmicro");
