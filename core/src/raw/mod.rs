@@ -1,16 +1,4 @@
-//! The backend author's API: the plumbing every transport, registry and broker shares, written
-//! once here (as opendal keeps its backend-facing API in `raw`). Service authors need nothing
-//! from this module.
-//!
-//! - transports: [`Arrivals`] hands a listener's calls to the server (or queues them), and
-//!   [`too_large`] is the one error for an oversized message;
-//! - registries: [`broadcast_watcher`] turns a broadcast of events into a
-//!   [`Watcher`](crate::registry::Watcher);
-//! - brokers: [`handle_safely`] runs a subscriber so a panic cannot stop its subscription,
-//!   [`WorkerSubscription`] is a subscription served by a task, and [`settle_channel`] reports a
-//!   manual acknowledgement;
-//! - every backend: a [`plugin`] descriptor, through which the `rmicro` facade finds and builds
-//!   it from `MICRO_*` settings.
+#![doc = include_str!("../docs/implementing.md")]
 
 mod arrivals;
 pub mod plugin;
