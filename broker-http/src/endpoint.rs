@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use rmicro_core::broker::{AckMode, Delivery, Handler, Message};
+use rmicro_core::broker::{AckMode, Delivery, DeliveryHandler, Envelope};
 use rmicro_core::metadata::Metadata;
 use rmicro_core::raw::{handle_safely, settle_channel};
 use rmicro_core::{Error, Result};
@@ -31,7 +31,7 @@ const MAX_BODY: usize = 16 * 1024 * 1024;
 /// A subscription as the endpoint serves it.
 #[derive(Clone)]
 pub(crate) struct Subscriber {
-    pub(crate) handler: Arc<dyn Handler>,
+    pub(crate) handler: Arc<dyn DeliveryHandler>,
     pub(crate) ack: AckMode,
 }
 
@@ -102,7 +102,7 @@ async fn deliver(
             return Ok(answer(StatusCode::BAD_REQUEST, Some(Error::bad_request(format!("reading the message: {e}")))));
         }
     };
-    let message = Message { headers, body };
+    let message = Envelope { headers, body };
     let mut last_error = None;
     for attempt in 1..=redeliveries + 1 {
         match handle_once(&subscriber, &topic, message.clone(), attempt).await {
@@ -118,7 +118,7 @@ async fn deliver(
 
 /// Runs the handler once; `Ok` when the message was acknowledged (auto: the handler returned
 /// `Ok`; manual: it called `ack`).
-async fn handle_once(subscriber: &Subscriber, topic: &str, message: Message, attempt: u32) -> Result<()> {
+async fn handle_once(subscriber: &Subscriber, topic: &str, message: Envelope, attempt: u32) -> Result<()> {
     let (acker, settled) = settle_channel();
     let manual = (subscriber.ack == AckMode::Manual).then_some(acker);
     let outcome = handle_safely(&*subscriber.handler, Delivery::new(topic, message, attempt, manual)).await;

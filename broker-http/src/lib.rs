@@ -63,7 +63,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rand::seq::SliceRandom;
-use rmicro_core::broker::{Broker, Capabilities, Handler, Message, SubscribeOptions, Subscription};
+use rmicro_core::broker::{Broker, Capabilities, DeliveryHandler, Envelope, SubscribeOptions, Subscription};
 use rmicro_core::raw::plugin::{Build, Plugin, Setting};
 use rmicro_core::registry::{self, Node, Registry};
 use rmicro_core::{Code, Error, Result};
@@ -105,7 +105,7 @@ struct Inner {
     config: HttpBrokerConfig,
     endpoint: tokio::sync::Mutex<Option<Endpoint>>,
     subscribers: Subscribers,
-    records: Mutex<HashMap<String, registry::Service>>,
+    records: Mutex<HashMap<String, registry::ServiceRecord>>,
     renewer: Mutex<Option<JoinHandle<()>>>,
     client: Client<HttpConnector, Full<Bytes>>,
 }
@@ -169,7 +169,7 @@ impl HttpBroker {
     }
 
     /// Posts `message` to one subscription; `Ok` once its handler acknowledged it.
-    async fn post(&self, node: &Node, topic: &str, message: &Message) -> Result<()> {
+    async fn post(&self, node: &Node, topic: &str, message: &Envelope) -> Result<()> {
         let mut request = Request::post(format!("http://{}{PATH}{}", node.address, node.id))
             .header(TOPIC, topic)
             .body(Full::new(message.body.clone()))
@@ -204,7 +204,7 @@ async fn renew(inner: std::sync::Weak<Inner>) {
         let Some(every) = inner.upgrade().map(|i| i.config.ttl / 3) else { return };
         tokio::time::sleep(every).await;
         let Some(inner) = inner.upgrade() else { return };
-        let records: Vec<registry::Service> = lock(&inner.records).values().cloned().collect();
+        let records: Vec<registry::ServiceRecord> = lock(&inner.records).values().cloned().collect();
         for record in records {
             if let Err(e) = inner.registry.register(&record, Some(inner.config.ttl)).await {
                 tracing::warn!(error = %e, "renewing a subscription's registration failed");
@@ -228,7 +228,7 @@ impl Broker for HttpBroker {
     }
 
     async fn disconnect(&self) -> Result<()> {
-        let records: Vec<registry::Service> = lock(&self.inner.records).drain().map(|(_, r)| r).collect();
+        let records: Vec<registry::ServiceRecord> = lock(&self.inner.records).drain().map(|(_, r)| r).collect();
         for record in &records {
             self.inner.registry.deregister(record).await?;
         }
@@ -240,7 +240,7 @@ impl Broker for HttpBroker {
         Ok(())
     }
 
-    async fn publish(&self, topic: &str, message: Message) -> Result<()> {
+    async fn publish(&self, topic: &str, message: Envelope) -> Result<()> {
         let services = match self.inner.registry.get_service(BROKER_SERVICE).await {
             Ok(services) => services,
             Err(e) if e.code == Code::NotFound => return Ok(()),
@@ -285,7 +285,7 @@ impl Broker for HttpBroker {
     async fn subscribe(
         &self,
         topic: &str,
-        handler: Arc<dyn Handler>,
+        handler: Arc<dyn DeliveryHandler>,
         options: SubscribeOptions,
     ) -> Result<Box<dyn Subscription>> {
         let address = self.endpoint_address().await?;
@@ -294,11 +294,11 @@ impl Broker for HttpBroker {
         if let Some(queue) = &options.queue {
             metadata.insert("queue".to_owned(), queue.clone());
         }
-        let record = registry::Service {
+        let record = registry::ServiceRecord {
             name: BROKER_SERVICE.to_owned(),
             version: "1".to_owned(),
             nodes: vec![Node { id: id.clone(), address, metadata }],
-            ..registry::Service::default()
+            ..registry::ServiceRecord::default()
         };
         lock(&self.inner.subscribers).insert(id.clone(), Subscriber { handler, ack: options.ack });
         if let Err(e) = self.inner.registry.register(&record, Some(self.inner.config.ttl)).await {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rmicro_broker_kafka::{KafkaBroker, KafkaConfig};
-use rmicro_core::broker::{Broker, Delivery, Handler, SubscribeOptions};
+use rmicro_core::broker::{Broker, Delivery, DeliveryHandler, SubscribeOptions};
 
 #[tokio::main]
 async fn main() -> Result<(), rmicro_core::Error> {
@@ -27,7 +27,7 @@ async fn main() -> Result<(), rmicro_core::Error> {
         }
     }
     let broker = KafkaBroker::connect(config).await?;
-    let handler: Arc<dyn Handler> = Arc::new(move |delivery: Delivery| {
+    let handler: Arc<dyn DeliveryHandler> = Arc::new(move |delivery: Delivery| {
         let file = file.clone();
         async move {
             tokio::time::sleep(Duration::from_millis(3)).await;

@@ -67,7 +67,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rmicro_core::broker::{Broker, Capabilities, Handler, Message, SubscribeOptions, Subscription};
+use rmicro_core::broker::{Broker, Capabilities, DeliveryHandler, Envelope, SubscribeOptions, Subscription};
 use rmicro_core::raw::plugin::{Build, Plugin, Setting};
 use rmicro_core::{Code, Error, Result};
 
@@ -165,7 +165,7 @@ impl Broker for KafkaBroker {
         Ok(())
     }
 
-    async fn publish(&self, topic: &str, message: Message) -> Result<()> {
+    async fn publish(&self, topic: &str, message: Envelope) -> Result<()> {
         self.ensure_topic(topic).await?;
         let mut headers = OwnedHeaders::new();
         for (key, value) in message.headers.iter() {
@@ -186,7 +186,7 @@ impl Broker for KafkaBroker {
     async fn subscribe(
         &self,
         topic: &str,
-        handler: Arc<dyn Handler>,
+        handler: Arc<dyn DeliveryHandler>,
         options: SubscribeOptions,
     ) -> Result<Box<dyn Subscription>> {
         self.ensure_topic(topic).await?;

@@ -8,7 +8,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{Message as _, Offset, TopicPartitionList};
 use rmicro_core::Result;
-use rmicro_core::broker::{AckMode, Delivery, Handler, Message, SubscribeOptions, Subscription};
+use rmicro_core::broker::{AckMode, Delivery, DeliveryHandler, Envelope, SubscribeOptions, Subscription};
 use rmicro_core::metadata::Metadata;
 use rmicro_core::raw::{WorkerSubscription, handle_safely, settle_channel};
 use tokio_util::sync::CancellationToken;
@@ -36,7 +36,7 @@ fn consumer(config: &KafkaConfig, group: &str, reset: &str) -> Result<StreamCons
 pub(crate) async fn start(
     config: &KafkaConfig,
     topic: &str,
-    handler: Arc<dyn Handler>,
+    handler: Arc<dyn DeliveryHandler>,
     options: SubscribeOptions,
 ) -> Result<Box<dyn Subscription>> {
     let consumer = match &options.queue {
@@ -76,7 +76,7 @@ fn headers_of(message: &BorrowedMessage<'_>) -> Metadata {
 async fn run(
     consumer: StreamConsumer,
     topic: String,
-    handler: Arc<dyn Handler>,
+    handler: Arc<dyn DeliveryHandler>,
     ack: AckMode,
     stop: CancellationToken,
 ) {
@@ -102,7 +102,7 @@ async fn run(
             (partition, offset, 1)
         };
         let delivered =
-            Message { headers: headers_of(&message), body: message.payload().unwrap_or_default().to_vec().into() };
+            Envelope { headers: headers_of(&message), body: message.payload().unwrap_or_default().to_vec().into() };
         let (acker, settled) = settle_channel();
         let manual = (ack == AckMode::Manual).then_some(acker);
         let outcome = handle_safely(&*handler, Delivery::new(&topic, delivered, attempts.2, manual)).await;

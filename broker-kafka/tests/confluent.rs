@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rmicro_broker_kafka::{KafkaBroker, KafkaConfig};
-use rmicro_core::broker::{Broker, Delivery, Handler, Message, SubscribeOptions};
+use rmicro_core::broker::{Broker, Delivery, DeliveryHandler, Envelope, SubscribeOptions};
 use rmicro_core::testkit::{eventually, unique};
 
 fn brokers() -> String {
@@ -40,7 +40,7 @@ async fn confluent_kafka_reads_what_rmicro_publishes() {
     let Some(python) = python() else { return };
     let topic = unique("to-python");
     let broker = KafkaBroker::connect(KafkaConfig::default().with_address(brokers())).await.unwrap();
-    broker.publish(&topic, Message::new("from rmicro").with_header("x-trace", "t-7")).await.unwrap();
+    broker.publish(&topic, Envelope::new("from rmicro").with_header("x-trace", "t-7")).await.unwrap();
     let output = peer(&python).args(["consume", &brokers(), &topic]).output().await.unwrap();
     let printed = String::from_utf8_lossy(&output.stdout);
     eprintln!("confluent-kafka printed: {printed:?}");
@@ -54,7 +54,7 @@ async fn rmicro_receives_what_confluent_kafka_produces() {
     let broker = KafkaBroker::connect(KafkaConfig::default().with_address(brokers())).await.unwrap();
     let received = Arc::new(Mutex::new(Vec::new()));
     let seen = received.clone();
-    let handler: Arc<dyn Handler> = Arc::new(move |delivery: Delivery| {
+    let handler: Arc<dyn DeliveryHandler> = Arc::new(move |delivery: Delivery| {
         seen.lock().unwrap().push((
             String::from_utf8_lossy(delivery.body()).into_owned(),
             delivery.headers().get("x-trace").map(str::to_owned),

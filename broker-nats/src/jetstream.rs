@@ -6,7 +6,7 @@ use async_nats::jetstream::{self, AckKind, consumer, stream};
 use async_trait::async_trait;
 use futures::StreamExt;
 use rmicro_core::Result;
-use rmicro_core::broker::{AckMode, Acknowledger, Delivery, Handler, Message, SubscribeOptions, Subscription};
+use rmicro_core::broker::{AckMode, Acknowledger, Delivery, DeliveryHandler, Envelope, SubscribeOptions, Subscription};
 use rmicro_core::raw::{WorkerSubscription, handle_safely};
 use tokio_util::sync::CancellationToken;
 
@@ -48,7 +48,7 @@ impl Streams {
         Ok(Streams { context, stream, settings })
     }
 
-    pub(crate) async fn publish(&self, topic: &str, message: Message) -> Result<()> {
+    pub(crate) async fn publish(&self, topic: &str, message: Envelope) -> Result<()> {
         let subject = format!("{}{topic}", self.settings.subject_prefix);
         let ack = self
             .context
@@ -61,7 +61,7 @@ impl Streams {
     pub(crate) async fn subscribe(
         &self,
         topic: &str,
-        handler: Arc<dyn Handler>,
+        handler: Arc<dyn DeliveryHandler>,
         options: SubscribeOptions,
     ) -> Result<Box<dyn Subscription>> {
         let durable = options.queue.as_deref().map(|q| durable_name(q, topic));
@@ -106,7 +106,7 @@ impl Streams {
                 };
                 let attempt = message.info().map(|i| u32::try_from(i.delivered).unwrap_or(u32::MAX)).unwrap_or(1);
                 let delivered =
-                    Message { headers: metadata_of(message.headers.as_ref()), body: message.payload.clone() };
+                    Envelope { headers: metadata_of(message.headers.as_ref()), body: message.payload.clone() };
                 let (message, acker) = message.split();
                 drop(message);
                 let acker = Arc::new(acker);

@@ -63,7 +63,7 @@ use std::sync::Arc;
 use async_nats::HeaderMap;
 use async_trait::async_trait;
 use futures::StreamExt;
-use rmicro_core::broker::{Broker, Capabilities, Delivery, Handler, Message, SubscribeOptions, Subscription};
+use rmicro_core::broker::{Broker, Capabilities, Delivery, DeliveryHandler, Envelope, SubscribeOptions, Subscription};
 use rmicro_core::metadata::Metadata;
 use rmicro_core::raw::plugin::{Build, Plugin, Setting};
 use rmicro_core::raw::{WorkerSubscription, handle_safely};
@@ -159,7 +159,7 @@ impl Broker for NatsBroker {
         self.client.flush().await.map_err(|e| nats_error("flushing", e))
     }
 
-    async fn publish(&self, topic: &str, message: Message) -> Result<()> {
+    async fn publish(&self, topic: &str, message: Envelope) -> Result<()> {
         if let Some(streams) = &self.jetstream {
             return streams.publish(topic, message).await;
         }
@@ -173,7 +173,7 @@ impl Broker for NatsBroker {
     async fn subscribe(
         &self,
         topic: &str,
-        handler: Arc<dyn Handler>,
+        handler: Arc<dyn DeliveryHandler>,
         options: SubscribeOptions,
     ) -> Result<Box<dyn Subscription>> {
         if let Some(streams) = &self.jetstream {
@@ -195,7 +195,7 @@ impl Broker for NatsBroker {
                     next = subscriber.next() => next,
                 };
                 let Some(message) = next else { break };
-                let delivered = Message { headers: metadata_of(message.headers.as_ref()), body: message.payload };
+                let delivered = Envelope { headers: metadata_of(message.headers.as_ref()), body: message.payload };
                 if let Err(e) = handle_safely(&*handler, Delivery::new(&topic_name, delivered, 1, None)).await {
                     tracing::warn!(topic = %topic_name, error = %e, "handler failed; core NATS does not redeliver");
                 }

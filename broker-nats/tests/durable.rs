@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rmicro_broker_nats::{JetStreamConfig, NatsBroker, NatsConfig};
-use rmicro_core::broker::{Broker, Delivery, Handler, Message, SubscribeOptions};
+use rmicro_core::broker::{Broker, Delivery, DeliveryHandler, Envelope, SubscribeOptions};
 use rmicro_core::testkit::{eventually, unique};
 
 fn url() -> String {
@@ -23,7 +23,7 @@ async fn broker() -> NatsBroker {
     NatsBroker::connect(NatsConfig::default().with_address(url()).with_jetstream(settings)).await.unwrap()
 }
 
-fn counting(seen: Arc<Mutex<HashMap<String, usize>>>) -> Arc<dyn Handler> {
+fn counting(seen: Arc<Mutex<HashMap<String, usize>>>) -> Arc<dyn DeliveryHandler> {
     Arc::new(move |delivery: Delivery| {
         let seen = seen.clone();
         async move {
@@ -43,14 +43,14 @@ async fn a_durable_subscriber_gets_everything_published_while_it_was_away() {
         .await
         .unwrap();
     let publisher = broker().await;
-    publisher.publish(&topic, Message::new("before")).await.unwrap();
+    publisher.publish(&topic, Envelope::new("before")).await.unwrap();
     eventually(Duration::from_secs(10), "the first message arrived", || async { first.lock().unwrap().len() == 1 })
         .await;
     subscription.unsubscribe().await.unwrap();
     drop(subscriber);
 
     for i in 0..1_000 {
-        publisher.publish(&topic, Message::new(format!("order-{i}"))).await.unwrap();
+        publisher.publish(&topic, Envelope::new(format!("order-{i}"))).await.unwrap();
     }
 
     let back = Arc::new(Mutex::new(HashMap::new()));

@@ -66,7 +66,7 @@ use lapin::Confirmation;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-use rmicro_core::broker::{Broker, Capabilities, Handler, Message, SubscribeOptions, Subscription};
+use rmicro_core::broker::{Broker, Capabilities, DeliveryHandler, Envelope, SubscribeOptions, Subscription};
 use rmicro_core::metadata::Metadata;
 use rmicro_core::raw::plugin::{Build, Plugin, Setting};
 use rmicro_core::{Code, Error, Result};
@@ -215,7 +215,7 @@ impl Broker for RabbitBroker {
         Ok(())
     }
 
-    async fn publish(&self, topic: &str, message: Message) -> Result<()> {
+    async fn publish(&self, topic: &str, message: Envelope) -> Result<()> {
         let channel = self.publishing_channel().await?;
         let properties = BasicProperties::default().with_headers(headers_of(&message.headers)).with_delivery_mode(2);
         let confirmation = answered(self.config.answer_timeout, "publishing (not confirmed)", async {
@@ -244,7 +244,7 @@ impl Broker for RabbitBroker {
     async fn subscribe(
         &self,
         topic: &str,
-        handler: Arc<dyn Handler>,
+        handler: Arc<dyn DeliveryHandler>,
         options: SubscribeOptions,
     ) -> Result<Box<dyn Subscription>> {
         subscription::start(self.config.clone(), topic, handler, options).await

@@ -13,7 +13,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, Connection, Consumer};
 use rmicro_core::Result;
-use rmicro_core::broker::{AckMode, Acknowledger, Delivery, Handler, Message, SubscribeOptions, Subscription};
+use rmicro_core::broker::{AckMode, Acknowledger, Delivery, DeliveryHandler, Envelope, SubscribeOptions, Subscription};
 use rmicro_core::raw::{WorkerSubscription, handle_safely};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
@@ -91,7 +91,7 @@ impl Binding {
 pub(crate) async fn start(
     config: RabbitConfig,
     topic: &str,
-    handler: Arc<dyn Handler>,
+    handler: Arc<dyn DeliveryHandler>,
     options: SubscribeOptions,
 ) -> Result<Box<dyn Subscription>> {
     let binding = Binding { config, topic: topic.to_owned(), queue: options.queue.clone() };
@@ -104,7 +104,7 @@ pub(crate) async fn start(
 async fn run(
     binding: Binding,
     first: (Connection, Channel, Consumer),
-    handler: Arc<dyn Handler>,
+    handler: Arc<dyn DeliveryHandler>,
     ack: AckMode,
     stop: CancellationToken,
 ) {
@@ -160,7 +160,7 @@ async fn run(
                 }
                 None => break,
             };
-            let message = Message {
+            let message = Envelope {
                 headers: metadata_of(delivery.properties.headers().as_ref()),
                 body: delivery.data.clone().into(),
             };

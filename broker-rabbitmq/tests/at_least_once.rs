@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use rmicro_broker_rabbitmq::{RabbitBroker, RabbitConfig};
-use rmicro_core::broker::{Broker, Message};
+use rmicro_core::broker::{Broker, Envelope};
 use rmicro_core::testkit::{eventually, unique};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -54,7 +54,7 @@ async fn a_killed_subscriber_loses_nothing() {
     .await
     .unwrap();
     for i in 0..1_000 {
-        broker.publish(&topic, Message::new(format!("m{i}"))).await.unwrap();
+        broker.publish(&topic, Envelope::new(format!("m{i}"))).await.unwrap();
     }
     eventually(Duration::from_secs(30), "300 handled before the kill", || async { handled(&file).len() >= 300 }).await;
     first.start_kill().unwrap();

@@ -10,7 +10,7 @@ use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 use rmicro_broker_rabbitmq::{RabbitBroker, RabbitConfig};
-use rmicro_core::broker::{Broker, Delivery, Handler, SubscribeOptions};
+use rmicro_core::broker::{Broker, Delivery, DeliveryHandler, SubscribeOptions};
 use rmicro_core::testkit::unique;
 
 fn url() -> String {
@@ -33,7 +33,7 @@ async fn an_unused_group_queue_is_deleted_after_group_idle() {
         .with_exchange("rmicro-idle")
         .with_group_idle(Duration::from_millis(500));
     let broker = RabbitBroker::connect(config).await.unwrap();
-    let handler: Arc<dyn Handler> = Arc::new(|_: Delivery| async { Ok::<(), rmicro_core::Error>(()) });
+    let handler: Arc<dyn DeliveryHandler> = Arc::new(|_: Delivery| async { Ok::<(), rmicro_core::Error>(()) });
     let subscription = broker.subscribe(&topic, handler, SubscribeOptions::default().queue("idlers")).await.unwrap();
     let connection = Connection::connect(&url(), ConnectionProperties::default()).await.unwrap();
     let queue = format!("idlers.{topic}");

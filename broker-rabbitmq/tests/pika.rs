@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rmicro_broker_rabbitmq::{RabbitBroker, RabbitConfig};
-use rmicro_core::broker::{Broker, Delivery, Handler, Message, SubscribeOptions};
+use rmicro_core::broker::{Broker, Delivery, DeliveryHandler, Envelope, SubscribeOptions};
 use rmicro_core::testkit::{eventually, unique};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -52,7 +52,7 @@ async fn pika_reads_what_rmicro_publishes() {
     let broker = RabbitBroker::connect(RabbitConfig::default().with_address(url()).with_exchange("rmicro-interop"))
         .await
         .unwrap();
-    broker.publish(&topic, Message::new("from rmicro").with_header("x-trace", "t-42")).await.unwrap();
+    broker.publish(&topic, Envelope::new("from rmicro").with_header("x-trace", "t-42")).await.unwrap();
     let got = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await.unwrap().unwrap();
     eprintln!("pika printed: {got:?}");
     let got = got.unwrap_or_default();
@@ -68,7 +68,7 @@ async fn rmicro_receives_what_pika_publishes() {
         .unwrap();
     let received = Arc::new(Mutex::new(Vec::new()));
     let seen = received.clone();
-    let handler: Arc<dyn Handler> = Arc::new(move |delivery: Delivery| {
+    let handler: Arc<dyn DeliveryHandler> = Arc::new(move |delivery: Delivery| {
         seen.lock().unwrap().push((
             String::from_utf8_lossy(delivery.body()).into_owned(),
             delivery.headers().get("x-trace").map(str::to_owned),

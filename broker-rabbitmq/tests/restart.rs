@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rmicro_broker_rabbitmq::{RabbitBroker, RabbitConfig};
-use rmicro_core::broker::{Broker, Delivery, Handler, Message, SubscribeOptions};
+use rmicro_core::broker::{Broker, Delivery, DeliveryHandler, Envelope, SubscribeOptions};
 use rmicro_core::testkit::{eventually, unique};
 
 fn url() -> String {
@@ -29,7 +29,7 @@ async fn nothing_confirmed_is_lost_across_a_broker_restart() {
     let topic = unique("restart");
     let received: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let seen = received.clone();
-    let handler: Arc<dyn Handler> = Arc::new(move |delivery: Delivery| {
+    let handler: Arc<dyn DeliveryHandler> = Arc::new(move |delivery: Delivery| {
         *seen.lock().unwrap().entry(String::from_utf8_lossy(delivery.body()).into_owned()).or_default() += 1;
         async { Ok::<(), rmicro_core::Error>(()) }
     });
@@ -54,7 +54,7 @@ async fn nothing_confirmed_is_lost_across_a_broker_restart() {
         }
         let started = tokio::time::Instant::now();
         loop {
-            match publisher.publish(&topic, Message::new(format!("m{i}"))).await {
+            match publisher.publish(&topic, Envelope::new(format!("m{i}"))).await {
                 Ok(()) => break,
                 Err(e) => {
                     assert!(e.is_retryable(), "{e}");

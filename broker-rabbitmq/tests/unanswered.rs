@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use rmicro_broker_rabbitmq::{RabbitBroker, RabbitConfig};
 use rmicro_core::Code;
-use rmicro_core::broker::{Broker, Delivery, Handler, Message, SubscribeOptions};
+use rmicro_core::broker::{Broker, Delivery, DeliveryHandler, Envelope, SubscribeOptions};
 use tokio::net::TcpListener;
 
 /// Accepts connections and keeps them open without a word.
@@ -31,12 +31,12 @@ async fn a_broker_that_never_answers_is_unavailable_after_the_answer_timeout() {
     let broker = RabbitBroker::connect(config).await.unwrap();
 
     let started = Instant::now();
-    let published = broker.publish("orders", Message::new("m")).await.unwrap_err();
+    let published = broker.publish("orders", Envelope::new("m")).await.unwrap_err();
     assert_eq!(published.code, Code::Unavailable, "{published}");
     assert!(published.detail.contains("connecting: no answer within 300ms"), "{published}");
     assert!(published.is_retryable());
 
-    let handler: Arc<dyn Handler> = Arc::new(|_: Delivery| async { Ok::<(), rmicro_core::Error>(()) });
+    let handler: Arc<dyn DeliveryHandler> = Arc::new(|_: Delivery| async { Ok::<(), rmicro_core::Error>(()) });
     let subscribed = broker.subscribe("orders", handler, SubscribeOptions::default()).await.unwrap_err();
     assert_eq!(subscribed.code, Code::Unavailable, "{subscribed}");
     assert!(subscribed.detail.contains("connecting: no answer within 300ms"), "{subscribed}");

@@ -50,7 +50,7 @@ pub use error::{Code, Error, Result};
 pub mod prelude {
     pub use crate::broker::{AckMode, Broker, SubscribeOptions};
     pub use crate::client::{Call, Client, FailMode, Response, Streaming};
-    pub use crate::codec::{Json, Message, Raw};
+    pub use crate::codec::{Json, Message, Opaque};
     pub use crate::context::Context;
     pub use crate::error::{Code, Error};
     pub use crate::metadata::Metadata;

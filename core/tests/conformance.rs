@@ -51,7 +51,7 @@ mod json_codec {
 
 mod raw_codec {
     use super::*;
-    use rmicro_core::codec::{Codec, RawCodec};
+    use rmicro_core::codec::{Codec, OpaqueCodec};
 
-    rmicro_core::codec_conformance!(|| async { Arc::new(RawCodec) as Arc<dyn Codec> });
+    rmicro_core::codec_conformance!(|| async { Arc::new(OpaqueCodec) as Arc<dyn Codec> });
 }

@@ -270,7 +270,7 @@ async fn non_retryable_errors_run_the_handler_once() {
 async fn retries_move_past_a_dead_node() {
     let registry = Arc::new(MemoryRegistry::new());
     let f = users(|b| b.registry(registry.clone()).client(|c| c.retries(2))).await;
-    let dead = registry::Service {
+    let dead = registry::ServiceRecord {
         name: "users".into(),
         version: "1.2.0".into(),
         nodes: vec![registry::Node { id: "dead".into(), address: "memory:dead".into(), ..Default::default() }],
@@ -454,16 +454,16 @@ impl Registry for RefusingRegistry {
     fn name(&self) -> &'static str {
         "refusing"
     }
-    async fn register(&self, _: &registry::Service, _: Option<Duration>) -> Result<(), Error> {
+    async fn register(&self, _: &registry::ServiceRecord, _: Option<Duration>) -> Result<(), Error> {
         Err(Error::unavailable("registry is down"))
     }
-    async fn deregister(&self, _: &registry::Service) -> Result<(), Error> {
+    async fn deregister(&self, _: &registry::ServiceRecord) -> Result<(), Error> {
         Ok(())
     }
-    async fn get_service(&self, name: &str) -> Result<Vec<registry::Service>, Error> {
+    async fn get_service(&self, name: &str) -> Result<Vec<registry::ServiceRecord>, Error> {
         Err(Error::not_found(name.to_owned()))
     }
-    async fn list_services(&self) -> Result<Vec<registry::Service>, Error> {
+    async fn list_services(&self) -> Result<Vec<registry::ServiceRecord>, Error> {
         Ok(Vec::new())
     }
     async fn watch(&self, _: Option<&str>) -> Result<Watcher, Error> {

@@ -109,7 +109,7 @@ impl Cluster {
 
     /// A node the registry lists but nothing serves (it died without deregistering).
     async fn add_dead(&self, id: &str) {
-        let dead = registry::Service {
+        let dead = registry::ServiceRecord {
             name: "svc".into(),
             version: "latest".into(),
             nodes: vec![registry::Node { id: id.into(), address: format!("memory:{id}"), ..Default::default() }],

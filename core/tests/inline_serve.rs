@@ -128,8 +128,8 @@ async fn echo_server() -> (Arrivals, Server) {
     let (calls, accepting): (Arrivals, Accepting) = arrivals(8);
     let transport = HandOver { accepting: Mutex::new(Some(accepting)) };
     let server = Server::builder("echo").transport(Arc::new(transport)).build();
-    server.handle("Echo.Call", |_ctx, request: Raw| async move { Ok(request) });
-    server.handle("Echo.Wait", |_ctx, request: Raw| async move {
+    server.handle("Echo.Call", |_ctx, request: Opaque| async move { Ok(request) });
+    server.handle("Echo.Wait", |_ctx, request: Opaque| async move {
         tokio::time::sleep(Duration::from_millis(20)).await;
         Ok(request)
     });

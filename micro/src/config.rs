@@ -5,9 +5,8 @@
 //! (or `--registry-address`) on the command line, flags winning. `MICRO_TRANSPORT`,
 //! `MICRO_REGISTRY` and `MICRO_BROKER` name the backends, each of which reads
 //! `{kind}_address` and settings of its own (`MICRO_TRANSPORT_TLS_CERT`, ...), listed by its
-//! crate and by [`known_keys`]. Without a name, a kind's default backend is used when compiled
-//! in (go-micro's stack: the HTTP transport, the mDNS registry, the HTTP broker), else the
-//! in-memory one.
+//! crate and by [`known_keys`]. Without a name, a kind's default backend is used: the one among
+//! the crate's default features (go-micro's stack) when compiled in, else the in-memory one.
 //!
 //! | Key | Sets | Default |
 //! |---|---|---|
@@ -335,7 +334,7 @@ mod tests {
 
     #[test]
     fn an_unknown_flag_is_an_error_that_lists_the_known_ones() {
-        let err = Options::from_env_and_args(args(&["--registy=etcd"])).unwrap_err();
+        let err = Options::from_env_and_args(args(&["--registy=memory"])).unwrap_err();
         assert!(err.detail.contains("unknown flag --registy"), "{err}");
         assert!(err.detail.contains("--registry_address"), "{err}");
         let err = Options::from_env_and_args(args(&["stray"])).unwrap_err();

@@ -19,7 +19,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use rmicro_core::registry::Service;
+use rmicro_core::registry::ServiceRecord;
 use rmicro_core::{Code, Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -179,7 +179,7 @@ pub(crate) fn check_id(node: &str) -> String {
 
 /// The registration of `service` (one node).
 pub(crate) fn registration(
-    service: &Service,
+    service: &ServiceRecord,
     ttl: Option<Duration>,
     deregister_after: Duration,
 ) -> Result<Registration> {
@@ -206,7 +206,7 @@ pub(crate) fn registration(
 }
 
 /// The rmicro record carried in a registration's tags.
-pub(crate) fn record(service: &AgentService) -> Option<Service> {
+pub(crate) fn record(service: &AgentService) -> Option<ServiceRecord> {
     let tag = service.tags.as_ref()?.iter().find_map(|t| t.strip_prefix(RECORD_TAG))?;
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(tag).ok()?).ok()
 }
@@ -218,7 +218,7 @@ mod tests {
 
     #[test]
     fn a_record_survives_the_tags() {
-        let service = Service {
+        let service = ServiceRecord {
             name: "pay".into(),
             version: "2.0.0".into(),
             metadata: [("team".to_owned(), "billing".to_owned())].into(),

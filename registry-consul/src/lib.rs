@@ -65,7 +65,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use http::Method;
 use rmicro_core::raw::plugin::{Build, Plugin, Setting};
-use rmicro_core::registry::{Registry, Service, Watcher};
+use rmicro_core::registry::{Registry, ServiceRecord, Watcher};
 use rmicro_core::{Code, Error, Result};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -151,7 +151,7 @@ impl Registry for ConsulRegistry {
         "consul"
     }
 
-    async fn register(&self, service: &Service, ttl: Option<Duration>) -> Result<()> {
+    async fn register(&self, service: &ServiceRecord, ttl: Option<Duration>) -> Result<()> {
         if service.name.is_empty() {
             return Err(Error::bad_request("a service needs a name to be registered"));
         }
@@ -159,13 +159,13 @@ impl Registry for ConsulRegistry {
             if node.id.is_empty() {
                 return Err(Error::bad_request(format!("node at {:?} has no id", node.address)));
             }
-            let one = Service { nodes: vec![node.clone()], ..service.clone() };
+            let one = ServiceRecord { nodes: vec![node.clone()], ..service.clone() };
             self.register_node(registration(&one, ttl, self.deregister_after)?).await?;
         }
         Ok(())
     }
 
-    async fn deregister(&self, service: &Service) -> Result<()> {
+    async fn deregister(&self, service: &ServiceRecord) -> Result<()> {
         for node in &service.nodes {
             match self.api.call(Method::PUT, &format!("/v1/agent/service/deregister/{}", node.id), None).await {
                 Ok(_) => {}
@@ -177,12 +177,13 @@ impl Registry for ConsulRegistry {
         Ok(())
     }
 
-    async fn get_service(&self, name: &str) -> Result<Vec<Service>> {
+    async fn get_service(&self, name: &str) -> Result<Vec<ServiceRecord>> {
         let (nodes, _) = watch::passing(&self.api, name, 0, self.watch_wait).await?;
-        let mut by_version: std::collections::BTreeMap<String, Service> = std::collections::BTreeMap::new();
+        let mut by_version: std::collections::BTreeMap<String, ServiceRecord> = std::collections::BTreeMap::new();
         for one in nodes.into_values() {
-            let entry =
-                by_version.entry(one.version.clone()).or_insert_with(|| Service { nodes: Vec::new(), ..one.clone() });
+            let entry = by_version
+                .entry(one.version.clone())
+                .or_insert_with(|| ServiceRecord { nodes: Vec::new(), ..one.clone() });
             entry.nodes.extend(one.nodes);
         }
         if by_version.is_empty() {
@@ -191,7 +192,7 @@ impl Registry for ConsulRegistry {
         Ok(by_version.into_values().collect())
     }
 
-    async fn list_services(&self) -> Result<Vec<Service>> {
+    async fn list_services(&self) -> Result<Vec<ServiceRecord>> {
         let (names, _) = watch::catalog(&self.api, 0, self.watch_wait).await?;
         let mut all = Vec::new();
         for name in names {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use http::Method;
 use rmicro_core::Result;
-use rmicro_core::registry::{Event, EventKind, Service};
+use rmicro_core::registry::{Event, EventKind, ServiceRecord};
 use tokio::sync::mpsc;
 
 use crate::api::{Api, HealthEntry, record};
@@ -21,7 +21,7 @@ pub(crate) async fn passing(
     name: &str,
     index: u64,
     wait: Duration,
-) -> Result<(HashMap<String, Service>, u64)> {
+) -> Result<(HashMap<String, ServiceRecord>, u64)> {
     let path = if index == 0 {
         format!("/v1/health/service/{name}?passing=true")
     } else {
@@ -50,7 +50,7 @@ pub(crate) async fn service(
     name: String,
     wait: Duration,
     events: mpsc::Sender<Result<Event>>,
-    mut known: HashMap<String, Service>,
+    mut known: HashMap<String, ServiceRecord>,
     mut index: u64,
 ) {
     loop {
@@ -110,7 +110,7 @@ pub(crate) async fn all(
     api: Api,
     wait: Duration,
     events: mpsc::Sender<Result<Event>>,
-    initial: Vec<(String, HashMap<String, Service>, u64)>,
+    initial: Vec<(String, HashMap<String, ServiceRecord>, u64)>,
     mut index: u64,
 ) {
     let mut watched = HashSet::new();

@@ -6,18 +6,18 @@
 use std::time::Duration;
 
 use rmicro_core::Code;
-use rmicro_core::registry::{Node, Registry, Service};
+use rmicro_core::registry::{Node, Registry, ServiceRecord};
 use rmicro_core::testkit::{eventually, unique};
 use rmicro_registry_consul::{ConsulConfig, ConsulRegistry};
 
 mod support;
 
-fn service(name: &str) -> Service {
-    Service {
+fn service(name: &str) -> ServiceRecord {
+    ServiceRecord {
         name: name.to_owned(),
         version: "1.0.0".into(),
         nodes: vec![Node { id: unique("node"), address: "127.0.0.1:7000".into(), ..Node::default() }],
-        ..Service::default()
+        ..ServiceRecord::default()
     }
 }
 

@@ -35,18 +35,18 @@ impl Registry for Held {
     }
     async fn register(
         &self,
-        s: &rmicro_core::registry::Service,
+        s: &rmicro_core::registry::ServiceRecord,
         ttl: Option<std::time::Duration>,
     ) -> rmicro_core::Result<()> {
         self.registry.register(s, ttl).await
     }
-    async fn deregister(&self, s: &rmicro_core::registry::Service) -> rmicro_core::Result<()> {
+    async fn deregister(&self, s: &rmicro_core::registry::ServiceRecord) -> rmicro_core::Result<()> {
         self.registry.deregister(s).await
     }
-    async fn get_service(&self, name: &str) -> rmicro_core::Result<Vec<rmicro_core::registry::Service>> {
+    async fn get_service(&self, name: &str) -> rmicro_core::Result<Vec<rmicro_core::registry::ServiceRecord>> {
         self.registry.get_service(name).await
     }
-    async fn list_services(&self) -> rmicro_core::Result<Vec<rmicro_core::registry::Service>> {
+    async fn list_services(&self) -> rmicro_core::Result<Vec<rmicro_core::registry::ServiceRecord>> {
         self.registry.list_services().await
     }
     async fn watch(&self, service: Option<&str>) -> rmicro_core::Result<rmicro_core::registry::Watcher> {

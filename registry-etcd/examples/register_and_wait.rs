@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use rmicro_core::registry::{Node, Registry, Service};
+use rmicro_core::registry::{Node, Registry, ServiceRecord};
 use rmicro_registry_etcd::{EtcdConfig, EtcdRegistry};
 
 #[tokio::main(flavor = "current_thread")]
@@ -15,7 +15,7 @@ async fn main() -> Result<(), rmicro_core::Error> {
     let ttl = Duration::from_secs(args.next().and_then(|t| t.parse().ok()).unwrap_or(5));
     let address = args.next().unwrap_or_else(|| "127.0.0.1:2379".to_owned());
     let registry = EtcdRegistry::connect(EtcdConfig::default().with_endpoints([address])).await?;
-    let service = Service {
+    let service = ServiceRecord {
         name: name.clone(),
         version: "1.0.0".into(),
         nodes: vec![Node {
@@ -23,7 +23,7 @@ async fn main() -> Result<(), rmicro_core::Error> {
             address: "127.0.0.1:9".into(),
             ..Node::default()
         }],
-        ..Service::default()
+        ..ServiceRecord::default()
     };
     loop {
         registry.register(&service, Some(ttl)).await?;

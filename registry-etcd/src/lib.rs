@@ -67,7 +67,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use etcd_client::{Client, ConnectOptions, GetOptions, PutOptions};
 use rmicro_core::raw::plugin::{Build, Plugin, Setting};
-use rmicro_core::registry::{Registry, Service, Watcher};
+use rmicro_core::registry::{Registry, ServiceRecord, Watcher};
 use rmicro_core::{Code, Error, Result};
 
 pub use config::{DEFAULT_PREFIX, EtcdConfig, TlsFiles};
@@ -221,21 +221,21 @@ impl EtcdRegistry {
         Ok(())
     }
 
-    async fn read(&self, prefix: String) -> Result<Vec<Service>> {
+    async fn read(&self, prefix: String) -> Result<Vec<ServiceRecord>> {
         let mut client = self.client.clone();
         let found = client
             .get(prefix, Some(GetOptions::new().with_prefix()))
             .await
             .map_err(|e| etcd_error("listing nodes", e))?;
-        let mut grouped: BTreeMap<(String, String), Service> = BTreeMap::new();
+        let mut grouped: BTreeMap<(String, String), ServiceRecord> = BTreeMap::new();
         for kv in found.kvs() {
-            let Ok(one) = serde_json::from_slice::<Service>(kv.value()) else {
+            let Ok(one) = serde_json::from_slice::<ServiceRecord>(kv.value()) else {
                 tracing::warn!(key = %String::from_utf8_lossy(kv.key()), "skipping a registry entry that is not a service record");
                 continue;
             };
             let entry = grouped
                 .entry((one.name.clone(), one.version.clone()))
-                .or_insert_with(|| Service { nodes: Vec::new(), ..one.clone() });
+                .or_insert_with(|| ServiceRecord { nodes: Vec::new(), ..one.clone() });
             entry.nodes.extend(one.nodes);
         }
         Ok(grouped.into_values().collect())
@@ -265,7 +265,7 @@ impl Registry for EtcdRegistry {
         "etcd"
     }
 
-    async fn register(&self, service: &Service, ttl: Option<Duration>) -> Result<()> {
+    async fn register(&self, service: &ServiceRecord, ttl: Option<Duration>) -> Result<()> {
         if service.name.is_empty() {
             return Err(Error::bad_request("a service needs a name to be registered"));
         }
@@ -273,7 +273,7 @@ impl Registry for EtcdRegistry {
             if node.id.is_empty() {
                 return Err(Error::bad_request(format!("node at {:?} has no id", node.address)));
             }
-            let one = Service { nodes: vec![node.clone()], ..service.clone() };
+            let one = ServiceRecord { nodes: vec![node.clone()], ..service.clone() };
             let value =
                 serde_json::to_vec(&one).map_err(|e| Error::internal(format!("encoding {}: {e}", service.name)))?;
             self.register_node(self.key(&service.name, &node.id), value, ttl).await?;
@@ -281,7 +281,7 @@ impl Registry for EtcdRegistry {
         Ok(())
     }
 
-    async fn deregister(&self, service: &Service) -> Result<()> {
+    async fn deregister(&self, service: &ServiceRecord) -> Result<()> {
         let mut client = self.client.clone();
         for node in &service.nodes {
             let key = self.key(&service.name, &node.id);
@@ -294,8 +294,8 @@ impl Registry for EtcdRegistry {
         Ok(())
     }
 
-    async fn get_service(&self, name: &str) -> Result<Vec<Service>> {
-        let found: Vec<Service> =
+    async fn get_service(&self, name: &str) -> Result<Vec<ServiceRecord>> {
+        let found: Vec<ServiceRecord> =
             self.read(format!("{}{name}/", self.prefix)).await?.into_iter().filter(|s| s.name == name).collect();
         if found.is_empty() {
             return Err(Error::not_found(format!("service {name} not found")).with_id("rmicro.registry.etcd"));
@@ -303,7 +303,7 @@ impl Registry for EtcdRegistry {
         Ok(found)
     }
 
-    async fn list_services(&self) -> Result<Vec<Service>> {
+    async fn list_services(&self) -> Result<Vec<ServiceRecord>> {
         self.read(self.prefix.clone()).await
     }
 

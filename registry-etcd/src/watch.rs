@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use etcd_client::{Client, EventType, GetOptions, WatchOptions};
 use futures::StreamExt;
-use rmicro_core::registry::{Event, EventKind, Service, Watcher};
+use rmicro_core::registry::{Event, EventKind, ServiceRecord, Watcher};
 use rmicro_core::{Error, Result};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -20,7 +20,7 @@ const BUFFER: usize = 256;
 /// node written again (re-registered after etcd lost it) counts as changed.
 #[derive(Debug, Clone, PartialEq)]
 struct Seen {
-    service: Service,
+    service: ServiceRecord,
     written: (i64, i64),
 }
 
@@ -35,7 +35,7 @@ async fn list(client: &mut Client, prefix: &str, timeout: Duration) -> Result<(H
         .kvs()
         .iter()
         .filter_map(|kv| {
-            let service = serde_json::from_slice::<Service>(kv.value()).ok()?;
+            let service = serde_json::from_slice::<ServiceRecord>(kv.value()).ok()?;
             Some((kv.key().to_vec(), Seen { service, written: (kv.mod_revision(), kv.lease()) }))
         })
         .collect();
@@ -86,7 +86,7 @@ async fn run(
                     let Some(kv) = event.kv() else { continue };
                     revision = revision.max(kv.mod_revision());
                     let change = match event.event_type() {
-                        EventType::Put => match serde_json::from_slice::<Service>(kv.value()) {
+                        EventType::Put => match serde_json::from_slice::<ServiceRecord>(kv.value()) {
                             Ok(service) => {
                                 let kind =
                                     if known.contains_key(kv.key()) { EventKind::Update } else { EventKind::Create };

@@ -63,7 +63,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rmicro_core::raw::broadcast_watcher;
 use rmicro_core::raw::plugin::{Build, Plugin, Setting};
-use rmicro_core::registry::{Event, EventKind, Registry, Service, Watcher};
+use rmicro_core::registry::{Event, EventKind, Registry, ServiceRecord, Watcher};
 use rmicro_core::{Error, Result};
 use tokio::sync::{OnceCell, broadcast};
 use tokio::time::Instant;
@@ -109,7 +109,7 @@ struct Inner {
     /// Nodes this registry announces: instance -> (service with one node, TTL, expiry or next re-announcement).
     local: Mutex<HashMap<String, Local>>,
     /// Nodes heard of: instance -> (service with one node, expiry).
-    cache: Mutex<HashMap<String, (Service, Instant)>>,
+    cache: Mutex<HashMap<String, (ServiceRecord, Instant)>>,
     events: broadcast::Sender<Event>,
     primed: OnceCell<()>,
     stop: CancellationToken,
@@ -117,7 +117,7 @@ struct Inner {
 
 #[derive(Debug, Clone)]
 struct Local {
-    service: Service,
+    service: ServiceRecord,
     ttl: Option<Duration>,
     /// When a node with a TTL lapses, or when a node without one is announced again.
     due: Instant,
@@ -160,12 +160,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Inner {
-    fn emit(&self, kind: EventKind, service: Service) {
+    fn emit(&self, kind: EventKind, service: ServiceRecord) {
         let _ = self.events.send(Event { kind, service });
     }
 
     /// Records what was heard of `instance`; `None` or a zero TTL means it is gone.
-    fn heard(&self, instance: String, service: Option<Service>, ttl: Duration) {
+    fn heard(&self, instance: String, service: Option<ServiceRecord>, ttl: Duration) {
         let mut cache = lock(&self.cache);
         match service.filter(|_| !ttl.is_zero()) {
             Some(service) => {
@@ -191,7 +191,7 @@ impl Inner {
         }
     }
 
-    async fn announce(&self, entries: &[(String, Service)], ttl: Duration) {
+    async fn announce(&self, entries: &[(String, ServiceRecord)], ttl: Duration) {
         match announcement(entries, ttl) {
             Some(datagram) => self.socket.send(&datagram).await,
             None => tracing::warn!("cannot encode an mDNS announcement"),
@@ -201,7 +201,7 @@ impl Inner {
     /// Answers a query with every node this registry announces.
     async fn answer(&self) {
         let now = Instant::now();
-        let entries: Vec<(String, Service, Duration)> = lock(&self.local)
+        let entries: Vec<(String, ServiceRecord, Duration)> = lock(&self.local)
             .iter()
             .filter(|(_, l)| l.ttl.is_none() || l.due > now)
             .map(|(i, l)| (i.clone(), l.service.clone(), l.ttl.map_or(DEFAULT_TTL, |_| l.due - now)))
@@ -224,16 +224,16 @@ impl Inner {
             .await;
     }
 
-    fn services(&self, name: Option<&str>) -> Vec<Service> {
+    fn services(&self, name: Option<&str>) -> Vec<ServiceRecord> {
         let now = Instant::now();
-        let mut by_version: BTreeMap<(String, String), Service> = BTreeMap::new();
+        let mut by_version: BTreeMap<(String, String), ServiceRecord> = BTreeMap::new();
         for (service, expires) in lock(&self.cache).values() {
             if *expires <= now || name.is_some_and(|n| n != service.name) {
                 continue;
             }
             let entry = by_version
                 .entry((service.name.clone(), service.version.clone()))
-                .or_insert_with(|| Service { nodes: Vec::new(), ..service.clone() });
+                .or_insert_with(|| ServiceRecord { nodes: Vec::new(), ..service.clone() });
             entry.nodes.extend(service.nodes.iter().cloned());
         }
         by_version.into_values().collect()
@@ -299,12 +299,12 @@ async fn tick(inner: Weak<Inner>, stop: CancellationToken) {
 }
 
 /// The service split into one record per node.
-fn per_node(service: &Service) -> Vec<(String, Service)> {
+fn per_node(service: &ServiceRecord) -> Vec<(String, ServiceRecord)> {
     service
         .nodes
         .iter()
         .map(|node| {
-            let one = Service { nodes: vec![node.clone()], ..service.clone() };
+            let one = ServiceRecord { nodes: vec![node.clone()], ..service.clone() };
             (instance_name(&one), one)
         })
         .collect()
@@ -316,7 +316,7 @@ impl Registry for MdnsRegistry {
         "mdns"
     }
 
-    async fn register(&self, service: &Service, ttl: Option<Duration>) -> Result<()> {
+    async fn register(&self, service: &ServiceRecord, ttl: Option<Duration>) -> Result<()> {
         if service.name.is_empty() {
             return Err(Error::bad_request("a service needs a name to be registered"));
         }
@@ -340,7 +340,7 @@ impl Registry for MdnsRegistry {
         Ok(())
     }
 
-    async fn deregister(&self, service: &Service) -> Result<()> {
+    async fn deregister(&self, service: &ServiceRecord) -> Result<()> {
         let entries = per_node(service);
         {
             let mut local = lock(&self.inner.local);
@@ -355,7 +355,7 @@ impl Registry for MdnsRegistry {
         Ok(())
     }
 
-    async fn get_service(&self, name: &str) -> Result<Vec<Service>> {
+    async fn get_service(&self, name: &str) -> Result<Vec<ServiceRecord>> {
         self.inner.prime().await;
         let found = self.inner.services(Some(name));
         if found.is_empty() {
@@ -364,7 +364,7 @@ impl Registry for MdnsRegistry {
         Ok(found)
     }
 
-    async fn list_services(&self) -> Result<Vec<Service>> {
+    async fn list_services(&self) -> Result<Vec<ServiceRecord>> {
         self.inner.prime().await;
         Ok(self.inner.services(None))
     }

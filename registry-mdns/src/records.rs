@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rmicro_core::registry::Service;
+use rmicro_core::registry::ServiceRecord;
 use simple_dns::rdata::{PTR, RData, TXT};
 use simple_dns::{CLASS, CharacterString, Name, Packet, PacketFlag, QCLASS, Question, ResourceRecord, TYPE};
 
@@ -15,7 +15,7 @@ const CHUNK: usize = 240;
 
 /// The instance name of a node: a stable hash of service, version and node id, so any id fits
 /// in one DNS label.
-pub(crate) fn instance_name(service: &Service) -> String {
+pub(crate) fn instance_name(service: &ServiceRecord) -> String {
     let node = service.nodes.first().map(|n| n.id.as_str()).unwrap_or_default();
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in service.name.bytes().chain([0]).chain(service.version.bytes()).chain([0]).chain(node.bytes()) {
@@ -39,7 +39,7 @@ pub(crate) fn query() -> Option<Vec<u8>> {
 
 /// An announcement of `services` (one node each), valid for `ttl`; a TTL of zero says goodbye.
 pub(crate) fn announcement<'a>(
-    services: impl IntoIterator<Item = &'a (String, Service)>,
+    services: impl IntoIterator<Item = &'a (String, ServiceRecord)>,
     ttl: Duration,
 ) -> Option<Vec<u8>> {
     // Round up, so an answer never shortens what the announcement promised.
@@ -72,7 +72,7 @@ pub(crate) struct Received {
     /// It asks for rmicro instances.
     pub(crate) asks: bool,
     /// Instances announced (service, TTL); a zero TTL means the instance is gone.
-    pub(crate) announced: Vec<(String, Option<Service>, Duration)>,
+    pub(crate) announced: Vec<(String, Option<ServiceRecord>, Duration)>,
 }
 
 pub(crate) fn parse(datagram: &[u8]) -> Option<Received> {
@@ -98,7 +98,7 @@ pub(crate) fn parse(datagram: &[u8]) -> Option<Received> {
             }
         }
         let json: Vec<u8> = chunks.into_values().flatten().collect();
-        let service = serde_json::from_slice::<Service>(&json).ok();
+        let service = serde_json::from_slice::<ServiceRecord>(&json).ok();
         received.announced.push((instance, service, Duration::from_secs(u64::from(record.ttl))));
     }
     Some(received)
@@ -111,7 +111,7 @@ mod tests {
 
     #[test]
     fn an_announcement_round_trips_a_large_service() {
-        let service = Service {
+        let service = ServiceRecord {
             name: "greeter".into(),
             version: "1.0.0".into(),
             metadata: [("team".to_owned(), "=equals=".to_owned())].into(),

@@ -6,16 +6,16 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use rmicro_core::registry::{EventKind, Node, Registry, Service};
+use rmicro_core::registry::{EventKind, Node, Registry, ServiceRecord};
 use rmicro_core::testkit::{eventually, unique};
 use rmicro_registry_mdns::{MdnsConfig, MdnsRegistry};
 
-fn service(name: &str) -> Service {
-    Service {
+fn service(name: &str) -> ServiceRecord {
+    ServiceRecord {
         name: name.to_owned(),
         version: "1.0.0".into(),
         nodes: vec![Node { id: unique("node"), address: "127.0.0.1:9000".into(), ..Node::default() }],
-        ..Service::default()
+        ..ServiceRecord::default()
     }
 }
 

@@ -65,7 +65,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rmicro_core::Result;
 use rmicro_core::raw::plugin::{Build, Plugin};
-use rmicro_core::registry::{Capabilities, MemoryRegistry, Node, Registry, Service, Watcher};
+use rmicro_core::registry::{Capabilities, MemoryRegistry, Node, Registry, ServiceRecord, Watcher};
 
 pub use config::{StaticConfig, StaticNode};
 
@@ -98,11 +98,11 @@ impl StaticRegistry {
         config.check()?;
         let memory = MemoryRegistry::new();
         for node in &config.nodes {
-            let service = Service {
+            let service = ServiceRecord {
                 name: node.service.clone(),
                 version: node.version.clone(),
                 nodes: vec![Node { id: node.id(), address: node.address.clone(), ..Node::default() }],
-                ..Service::default()
+                ..ServiceRecord::default()
             };
             memory.register(&service, None).await?;
         }
@@ -111,14 +111,14 @@ impl StaticRegistry {
     }
 
     /// `service` without the nodes that are configured, which stay as they are.
-    fn unconfigured(&self, service: &Service) -> Service {
+    fn unconfigured(&self, service: &ServiceRecord) -> ServiceRecord {
         let is_configured = |node: &Node| {
             self.configured
                 .iter()
                 .any(|(name, version, id)| *name == service.name && *version == service.version && *id == node.id)
         };
         let nodes = service.nodes.iter().filter(|node| !is_configured(node)).cloned().collect();
-        Service { nodes, ..service.clone() }
+        ServiceRecord { nodes, ..service.clone() }
     }
 }
 
@@ -135,19 +135,19 @@ impl Registry for StaticRegistry {
         capabilities
     }
 
-    async fn register(&self, service: &Service, ttl: Option<Duration>) -> Result<()> {
+    async fn register(&self, service: &ServiceRecord, ttl: Option<Duration>) -> Result<()> {
         self.memory.register(&self.unconfigured(service), ttl).await
     }
 
-    async fn deregister(&self, service: &Service) -> Result<()> {
+    async fn deregister(&self, service: &ServiceRecord) -> Result<()> {
         self.memory.deregister(&self.unconfigured(service)).await
     }
 
-    async fn get_service(&self, name: &str) -> Result<Vec<Service>> {
+    async fn get_service(&self, name: &str) -> Result<Vec<ServiceRecord>> {
         self.memory.get_service(name).await
     }
 
-    async fn list_services(&self) -> Result<Vec<Service>> {
+    async fn list_services(&self) -> Result<Vec<ServiceRecord>> {
         self.memory.list_services().await
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use rmicro_core::Code;
 use rmicro_core::raw::plugin::{Kind, Settings};
-use rmicro_core::registry::{Registry, Service};
+use rmicro_core::registry::{Registry, ServiceRecord};
 use rmicro_registry_static::{PLUGIN, StaticConfig, StaticRegistry};
 
 async fn from_address(address: &str) -> rmicro_core::Result<Arc<dyn Registry>> {
@@ -14,7 +14,7 @@ async fn from_address(address: &str) -> rmicro_core::Result<Arc<dyn Registry>> {
     PLUGIN.build_registry(settings.scoped(Kind::Registry)).await
 }
 
-fn addresses(services: &[Service]) -> Vec<&str> {
+fn addresses(services: &[ServiceRecord]) -> Vec<&str> {
     services.iter().flat_map(|s| s.nodes.iter().map(|n| n.address.as_str())).collect()
 }
 

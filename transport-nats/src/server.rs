@@ -257,7 +257,7 @@ async fn open_unary(
         client: client.clone(),
         inbox,
         call_id_start: key.id_start,
-        form: Form::Unary,
+        form: AnswerForm::Unary,
         pending: (Metadata::new(), None),
         credit: None,
         calls: calls.clone(),
@@ -307,7 +307,7 @@ async fn open(client: &Arc<Client>, message: async_nats::Message, incoming: &Arr
         client: client.clone(),
         inbox,
         call_id_start,
-        form: if head.stream { Form::Stream } else { Form::Headers },
+        form: if head.stream { AnswerForm::Stream } else { AnswerForm::Headers },
         pending: (Metadata::new(), None),
         credit,
         calls: calls.clone(),
@@ -386,7 +386,7 @@ impl MessageSource for StreamRequests {
 
 /// How a call's answer travels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Form {
+enum AnswerForm {
     /// A unary call opened in one message without headers: one such message back.
     Unary,
     /// A unary call opened with header frames: one `end` frame back.
@@ -405,7 +405,7 @@ struct NatsReply {
     inbox: Subject,
     /// Where the call's id starts in `inbox`.
     call_id_start: usize,
-    form: Form,
+    form: AnswerForm,
     pending: (Metadata, Option<Bytes>),
     credit: Option<Arc<Semaphore>>,
     calls: Arc<Calls>,
@@ -446,12 +446,12 @@ impl NatsReply {
     fn end(&mut self, status: Result<()>) -> (Option<HeaderMap>, Bytes) {
         self.finished = true;
         match self.form {
-            Form::Unary => match &status {
+            AnswerForm::Unary => match &status {
                 Err(e) => unary::answer(Err((e, false))),
                 Ok(()) => unary::answer(Ok((&self.pending.0, self.pending.1.take().unwrap_or_default()))),
             },
-            Form::Headers | Form::Stream => {
-                let reply = if self.form == Form::Headers { self.pending.1.take() } else { None };
+            AnswerForm::Headers | AnswerForm::Stream => {
+                let reply = if self.form == AnswerForm::Headers { self.pending.1.take() } else { None };
                 let (headers, body) = NatsReply::end_frame(&status, &self.pending.0, reply);
                 (Some(headers), body)
             }
@@ -472,7 +472,7 @@ impl NatsReply {
 #[async_trait]
 impl Reply for NatsReply {
     async fn send_header(&mut self, metadata: Metadata) -> Result<()> {
-        if self.form != Form::Stream {
+        if self.form != AnswerForm::Stream {
             self.pending.0 = metadata;
             return Ok(());
         }
@@ -482,7 +482,7 @@ impl Reply for NatsReply {
     }
 
     async fn send(&mut self, message: Bytes) -> Result<()> {
-        let Some(credit) = self.credit.as_ref().filter(|_| self.form == Form::Stream) else {
+        let Some(credit) = self.credit.as_ref().filter(|_| self.form == AnswerForm::Stream) else {
             if self.pending.1.replace(message).is_some() {
                 return Err(Error::internal("a unary call answers with one message"));
             }
@@ -500,7 +500,7 @@ impl Reply for NatsReply {
     /// A unary call's metadata and response leave with its status, in one message; only a
     /// stream sends them as frames of their own.
     async fn answer(mut self: Box<Self>, metadata: Metadata, response: Bytes) {
-        let sent = if self.form == Form::Stream {
+        let sent = if self.form == AnswerForm::Stream {
             match self.send_header(metadata).await {
                 Ok(()) => self.send(response).await,
                 Err(e) => Err(e),
@@ -527,7 +527,7 @@ impl Drop for NatsReply {
         let (client, inbox, form) = (self.client.clone(), self.inbox.clone(), self.form);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let _ = publish(&client, inbox, failure(form == Form::Unary, error, false)).await;
+                let _ = publish(&client, inbox, failure(form == AnswerForm::Unary, error, false)).await;
             });
         }
     }
@@ -551,7 +551,7 @@ mod tests {
                 client: Arc::new(client.clone()),
                 inbox: Subject::from_static("inbox.t-1"),
                 call_id_start: 6,
-                form: Form::Unary,
+                form: AnswerForm::Unary,
                 pending: (Metadata::new(), None),
                 credit: None,
                 calls: Arc::default(),

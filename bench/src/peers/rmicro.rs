@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rmicro::Error;
 use rmicro::client::Client;
 use rmicro::context::Context;
-use rmicro::registry::{MemoryRegistry, Node, Registry, Service};
+use rmicro::registry::{MemoryRegistry, Node, Registry, ServiceRecord};
 use rmicro::server::Server;
 use rmicro::transport::Transport;
 use rmicro::transport_grpc::{GrpcConfig, GrpcTransport};
@@ -90,7 +90,7 @@ pub(crate) async fn load(
     ]
     .map(|(key, value)| (key.to_owned(), value.to_owned()));
     let node = Node { id: format!("{SERVICE}-1"), address: address.to_owned(), metadata: labels.into() };
-    let service = Service { name: SERVICE.to_owned(), nodes: vec![node], ..Service::default() };
+    let service = ServiceRecord { name: SERVICE.to_owned(), nodes: vec![node], ..ServiceRecord::default() };
     registry.register(&service, None).await.map_err(|e| e.to_string())?;
     let client = Client::builder()
         .transport(transport(transport_name, nats_url).await?)

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-use super::{AckMode, Acknowledger, Broker, Capabilities, Delivery, Handler, Message, SubscribeOptions, Subscription};
+use super::{
+    AckMode, Acknowledger, Broker, Capabilities, Delivery, DeliveryHandler, Envelope, SubscribeOptions, Subscription,
+};
 use crate::error::{Error, Result};
 use crate::raw::WorkerSubscription;
 
@@ -35,7 +37,7 @@ struct Group {
 
 #[derive(Debug)]
 struct Pending {
-    message: Message,
+    message: Envelope,
     attempt: u32,
 }
 
@@ -96,7 +98,7 @@ impl Broker for MemoryBroker {
         Ok(())
     }
 
-    async fn publish(&self, topic: &str, message: Message) -> Result<()> {
+    async fn publish(&self, topic: &str, message: Envelope) -> Result<()> {
         if self.inner.disconnected.load(Ordering::SeqCst) {
             return Err(Error::unavailable("memory broker is disconnected"));
         }
@@ -112,7 +114,7 @@ impl Broker for MemoryBroker {
     async fn subscribe(
         &self,
         topic: &str,
-        handler: Arc<dyn Handler>,
+        handler: Arc<dyn DeliveryHandler>,
         options: SubscribeOptions,
     ) -> Result<Box<dyn Subscription>> {
         if self.inner.disconnected.load(Ordering::SeqCst) {
@@ -148,7 +150,7 @@ impl Broker for MemoryBroker {
 
 struct Consumer {
     topic: String,
-    handler: Arc<dyn Handler>,
+    handler: Arc<dyn DeliveryHandler>,
     ack: AckMode,
     queue: async_channel::Sender<Pending>,
     receiver: async_channel::Receiver<Pending>,

@@ -27,21 +27,21 @@ pub use memory::MemoryBroker;
 
 /// A published message: headers plus an opaque body.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Message {
+pub struct Envelope {
     /// Headers, e.g. `content-type` and the publisher's metadata.
     pub headers: Metadata,
     /// The encoded body.
     pub body: Bytes,
 }
 
-impl Message {
+impl Envelope {
     /// A message with `body` and no headers.
-    pub fn new(body: impl Into<Bytes>) -> Message {
-        Message { headers: Metadata::new(), body: body.into() }
+    pub fn new(body: impl Into<Bytes>) -> Envelope {
+        Envelope { headers: Metadata::new(), body: body.into() }
     }
 
     /// Adds a header.
-    pub fn with_header(mut self, key: &str, value: impl Into<String>) -> Message {
+    pub fn with_header(mut self, key: &str, value: impl Into<String>) -> Envelope {
         self.headers.insert(key, value);
         self
     }
@@ -112,25 +112,25 @@ pub trait Broker: Send + Sync + fmt::Debug + 'static {
     /// Stops every subscription and disconnects.
     async fn disconnect(&self) -> Result<()>;
     /// Publishes `message` to `topic`; `Ok` means the broker has taken it.
-    async fn publish(&self, topic: &str, message: Message) -> Result<()>;
+    async fn publish(&self, topic: &str, message: Envelope) -> Result<()>;
     /// Delivers messages published to `topic` from now on to `handler`.
     async fn subscribe(
         &self,
         topic: &str,
-        handler: Arc<dyn Handler>,
+        handler: Arc<dyn DeliveryHandler>,
         options: SubscribeOptions,
     ) -> Result<Box<dyn Subscription>>;
 }
 
 /// Handles delivered messages.
 #[async_trait]
-pub trait Handler: Send + Sync + 'static {
+pub trait DeliveryHandler: Send + Sync + 'static {
     /// Handles one delivery; `Err` asks for redelivery (in [`AckMode::Auto`]).
     async fn handle(&self, delivery: Delivery) -> Result<()>;
 }
 
 #[async_trait]
-impl<F, Fut> Handler for F
+impl<F, Fut> DeliveryHandler for F
 where
     F: Fn(Delivery) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<()>> + Send,
@@ -153,7 +153,7 @@ pub trait Acknowledger: Send + fmt::Debug {
 #[derive(Debug)]
 pub struct Delivery {
     topic: String,
-    message: Message,
+    message: Envelope,
     attempt: u32,
     acker: Option<Box<dyn Acknowledger>>,
 }
@@ -161,7 +161,7 @@ pub struct Delivery {
 impl Delivery {
     /// A delivery of `message` on `topic`, the `attempt`-th time (1 for the first), settled by
     /// `acker` when the handler acknowledges manually.
-    pub fn new(topic: &str, message: Message, attempt: u32, acker: Option<Box<dyn Acknowledger>>) -> Delivery {
+    pub fn new(topic: &str, message: Envelope, attempt: u32, acker: Option<Box<dyn Acknowledger>>) -> Delivery {
         Delivery { topic: topic.to_owned(), message, attempt, acker }
     }
 
@@ -171,7 +171,7 @@ impl Delivery {
     }
 
     /// The message.
-    pub fn message(&self) -> &Message {
+    pub fn message(&self) -> &Envelope {
         &self.message
     }
 

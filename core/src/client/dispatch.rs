@@ -67,7 +67,7 @@ pub(crate) fn select_options(
 /// A call as dispatch holds it: the head every attempt sends, moved out of the request once
 /// rather than copied per attempt, and how the call is routed and retried.
 #[derive(Debug)]
-pub(crate) struct Outgoing {
+pub(crate) struct PreparedCall {
     pub(crate) head: CallHead,
     pub(crate) body: Bytes,
     pub(crate) deadline: Option<Instant>,
@@ -79,8 +79,8 @@ pub(crate) struct Outgoing {
     filters: Vec<Filter>,
 }
 
-impl From<ClientRequest> for Outgoing {
-    fn from(req: ClientRequest) -> Outgoing {
+impl From<ClientRequest> for PreparedCall {
+    fn from(req: ClientRequest) -> PreparedCall {
         let ClientRequest {
             service,
             endpoint,
@@ -96,7 +96,7 @@ impl From<ClientRequest> for Outgoing {
             filters,
             ..
         } = req;
-        Outgoing {
+        PreparedCall {
             head: CallHead { service, endpoint, content_type, metadata, timeout: None, stream: false },
             body,
             deadline,
@@ -110,7 +110,7 @@ impl From<ClientRequest> for Outgoing {
     }
 }
 
-impl Outgoing {
+impl PreparedCall {
     fn service(&self) -> &str {
         &self.head.service
     }
@@ -142,7 +142,7 @@ impl Outgoing {
 
 /// Tells the selector how a call to a node went, even when the call is dropped half-way
 /// (a hedge that lost, a caller that gave up): then the outcome is "abandoned".
-struct Marker<'a> {
+struct OutcomeReport<'a> {
     selector: &'a dyn Selector,
     service: &'a str,
     node: &'a Arc<Node>,
@@ -151,7 +151,7 @@ struct Marker<'a> {
     started: Instant,
 }
 
-impl Marker<'_> {
+impl OutcomeReport<'_> {
     fn finish(mut self, result: Result<()>) {
         self.armed = false;
         let outcome = Outcome { latency: self.started.elapsed(), result: Some(result) };
@@ -165,7 +165,7 @@ impl Marker<'_> {
     }
 }
 
-impl Drop for Marker<'_> {
+impl Drop for OutcomeReport<'_> {
     fn drop(&mut self) {
         if self.armed {
             let outcome = Outcome { latency: self.started.elapsed(), result: None };
@@ -197,7 +197,7 @@ impl Dispatch {
         req: ClientRequest,
     ) -> impl Future<Output = Result<EncodedResponse>> + Send + use<'_> {
         self.budget.deposit();
-        let mut call = Outgoing::from(req);
+        let mut call = PreparedCall::from(req);
         async move {
             let result = match (call.fail_mode, call.deadline) {
                 // Boxed: hedging's state would otherwise enlarge every call's future.
@@ -217,7 +217,7 @@ impl Dispatch {
 
     /// Chooses the node for the next attempt: the pinned node, the call's address, or the
     /// selector's choice (`true` when the selector must hear how it went).
-    async fn choose(&self, call: &Outgoing, tried: &[String]) -> Result<(Arc<Node>, bool)> {
+    async fn choose(&self, call: &PreparedCall, tried: &[String]) -> Result<(Arc<Node>, bool)> {
         if let Some(node) = &call.node {
             return Ok((node.clone(), call.address.is_none()));
         }
@@ -231,9 +231,9 @@ impl Dispatch {
     /// Sends one attempt to `node`, with `head` (the call's head carrying the time left).
     async fn send(
         &self,
-        call: &Outgoing,
+        call: &PreparedCall,
         head: &CallHead,
-        marker: Marker<'_>,
+        marker: OutcomeReport<'_>,
         attempt: u32,
     ) -> Result<EncodedResponse> {
         let node = marker.node;
@@ -248,12 +248,18 @@ impl Dispatch {
 
     /// The marker of an attempt to `node` that started at `started`; `armed` when the selector
     /// chose the node.
-    fn marker<'a>(&'a self, call: &'a Outgoing, node: &'a Arc<Node>, armed: bool, started: Instant) -> Marker<'a> {
-        Marker { selector: &*self.selector, service: call.service(), node, armed, started }
+    fn marker<'a>(
+        &'a self,
+        call: &'a PreparedCall,
+        node: &'a Arc<Node>,
+        armed: bool,
+        started: Instant,
+    ) -> OutcomeReport<'a> {
+        OutcomeReport { selector: &*self.selector, service: call.service(), node, armed, started }
     }
 
     /// Failfast, failover and failtry: attempts one after another, with backoff between them.
-    async fn retry(&self, call: &mut Outgoing, mode: FailMode) -> Result<EncodedResponse> {
+    async fn retry(&self, call: &mut PreparedCall, mode: FailMode) -> Result<EncodedResponse> {
         let mut tried = Vec::new();
         let mut sticky: Option<(Arc<Node>, bool)> = None;
         let mut attempt = 0;
@@ -301,7 +307,7 @@ impl Dispatch {
     }
 
     /// Opens a stream, going to another node when opening fails in a way that is safe to retry.
-    pub(crate) async fn open_stream(&self, call: &Outgoing) -> Result<ClientCall> {
+    pub(crate) async fn open_stream(&self, call: &PreparedCall) -> Result<ClientCall> {
         let mut tried = Vec::new();
         let mut attempt = 0;
         loop {
@@ -329,7 +335,7 @@ impl Dispatch {
     }
 
     /// Failbackup: a second attempt to another node if the first is slow; first answer wins.
-    async fn hedge(&self, call: &Outgoing, delay: Duration) -> Result<EncodedResponse> {
+    async fn hedge(&self, call: &PreparedCall, delay: Duration) -> Result<EncodedResponse> {
         let (first_node, first_marked) = self.choose(call, &[]).await?;
         let tried = [first_node.id.clone()];
         let started = Instant::now();

@@ -65,7 +65,7 @@ pub use stream::Streaming;
 
 use attempt::Attempt;
 use budget::RetryBudget;
-use dispatch::{Dispatch, Outgoing};
+use dispatch::{Dispatch, PreparedCall};
 use pool::Pool;
 use stream::bad_response;
 
@@ -196,7 +196,7 @@ impl Client {
         Resp: Message + Default,
     {
         let codec = self.inner.codecs.get(self.content_type_of(&call))?.clone();
-        let outgoing = Outgoing::from(self.raw_request(call, Bytes::new(), None));
+        let outgoing = PreparedCall::from(self.raw_request(call, Bytes::new(), None));
         let opened = self.inner.dispatch.open_stream(&outgoing).await?;
         Ok(Streaming::new(opened, codec, outgoing.deadline, outgoing.head.service, outgoing.head.endpoint))
     }
@@ -221,7 +221,7 @@ impl Client {
         headers.insert("content-type", codec.content_type());
         headers.insert("micro-topic", topic);
         let body = codec.encode(message)?;
-        self.inner.broker.publish(topic, broker::Message { headers, body }).await
+        self.inner.broker.publish(topic, broker::Envelope { headers, body }).await
     }
 
     /// The selector this client chooses nodes with.

@@ -6,8 +6,8 @@
 //! was called with; a content type no codec speaks is a [`Code::UnsupportedMediaType`] error.
 
 mod json;
+mod opaque;
 mod protobuf;
-mod raw;
 
 use std::fmt;
 use std::sync::Arc;
@@ -20,8 +20,8 @@ use serde::de::DeserializeOwned;
 use crate::error::{Code, Error, Result};
 
 pub use json::{Json, JsonCodec};
+pub use opaque::{Opaque, OpaqueCodec};
 pub use protobuf::ProtobufCodec;
-pub use raw::{Raw, RawCodec};
 
 /// The default content type of requests and published messages.
 pub const DEFAULT_CONTENT_TYPE: &str = "application/protobuf";
@@ -30,7 +30,7 @@ pub const DEFAULT_CONTENT_TYPE: &str = "application/protobuf";
 ///
 /// Each method returns `None` when the message has no such form; codecs turn that into a
 /// [`Code::UnsupportedMediaType`] error. Implemented for every `prost::Message + Serialize +
-/// DeserializeOwned` type, for [`Raw`] and for [`Json`].
+/// DeserializeOwned` type, for [`Opaque`] and for [`Json`].
 pub trait Message: Send + Sync + 'static {
     /// The message's protobuf encoding.
     fn to_protobuf(&self) -> Option<Vec<u8>> {
@@ -52,11 +52,11 @@ pub trait Message: Send + Sync + 'static {
         None
     }
     /// The message as opaque bytes.
-    fn to_raw(&self) -> Option<Bytes> {
+    fn to_bytes(&self) -> Option<Bytes> {
         None
     }
     /// Replaces the message with opaque bytes; `false` when it has no raw form.
-    fn set_raw(&mut self, _body: Bytes) -> bool {
+    fn set_bytes(&mut self, _body: Bytes) -> bool {
         false
     }
     /// The message's Rust type name, for errors and endpoint descriptions.
@@ -137,7 +137,7 @@ impl Default for Codecs {
         }
         codecs.insert_alias("application/grpc+json", json.clone());
         codecs.insert(json);
-        codecs.insert(Arc::new(RawCodec));
+        codecs.insert(Arc::new(OpaqueCodec));
         codecs
     }
 }
@@ -200,10 +200,10 @@ mod tests {
         }
         let mut codecs = Codecs::default();
         codecs.insert(Arc::new(Replacement));
-        let encoded = codecs.get(DEFAULT_CONTENT_TYPE).unwrap().encode(&Raw(Bytes::new())).unwrap();
+        let encoded = codecs.get(DEFAULT_CONTENT_TYPE).unwrap().encode(&Opaque(Bytes::new())).unwrap();
         assert_eq!(&encoded[..], b"replaced");
         assert_eq!(
-            codecs.get("Application/Protobuf; charset=utf-8").unwrap().encode(&Raw(Bytes::new())).unwrap(),
+            codecs.get("Application/Protobuf; charset=utf-8").unwrap().encode(&Opaque(Bytes::new())).unwrap(),
             encoded
         );
     }

@@ -10,11 +10,11 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{Acknowledger, Delivery, Handler, Subscription};
+use crate::broker::{Acknowledger, Delivery, DeliveryHandler, Subscription};
 use crate::error::{Error, Result};
 
 /// Runs `handler` on `delivery`; a panic becomes an error, so the caller can redeliver and go on.
-pub async fn handle_safely(handler: &dyn Handler, delivery: Delivery) -> Result<()> {
+pub async fn handle_safely(handler: &dyn DeliveryHandler, delivery: Delivery) -> Result<()> {
     AssertUnwindSafe(handler.handle(delivery))
         .catch_unwind()
         .await

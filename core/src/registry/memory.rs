@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use tokio::sync::{Notify, broadcast};
 use tokio::time::Instant;
 
-use super::{Capabilities, Event, EventKind, Node, Registry, Service, Watcher};
+use super::{Capabilities, Event, EventKind, Node, Registry, ServiceRecord, Watcher};
 use crate::error::{Error, Result};
 use crate::raw::broadcast_watcher;
 
@@ -31,16 +31,16 @@ struct Inner {
 /// One service version: its description and its live nodes with their expiry times.
 #[derive(Debug)]
 struct Record {
-    service: Service,
+    service: ServiceRecord,
     nodes: BTreeMap<String, (Node, Option<Instant>)>,
 }
 
 impl Record {
-    fn with_nodes<'a>(&self, nodes: impl IntoIterator<Item = &'a Node>) -> Service {
-        Service { nodes: nodes.into_iter().cloned().collect(), ..self.service.clone() }
+    fn with_nodes<'a>(&self, nodes: impl IntoIterator<Item = &'a Node>) -> ServiceRecord {
+        ServiceRecord { nodes: nodes.into_iter().cloned().collect(), ..self.service.clone() }
     }
 
-    fn live(&self, now: Instant) -> Service {
+    fn live(&self, now: Instant) -> ServiceRecord {
         self.with_nodes(self.nodes.values().filter(|(_, exp)| exp.is_none_or(|e| e > now)).map(|(n, _)| n))
     }
 }
@@ -79,7 +79,7 @@ impl Inner {
         self.services.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn emit(&self, kind: EventKind, service: Service) {
+    fn emit(&self, kind: EventKind, service: ServiceRecord) {
         if !service.nodes.is_empty() {
             let _ = self.events.send(Event { kind, service });
         }
@@ -137,7 +137,7 @@ impl Registry for MemoryRegistry {
         Capabilities { shared: false }
     }
 
-    async fn register(&self, service: &Service, ttl: Option<Duration>) -> Result<()> {
+    async fn register(&self, service: &ServiceRecord, ttl: Option<Duration>) -> Result<()> {
         if service.name.is_empty() {
             return Err(Error::bad_request("a service needs a name to be registered"));
         }
@@ -153,9 +153,9 @@ impl Registry for MemoryRegistry {
             .entry(service.name.clone())
             .or_default()
             .entry(service.version.clone())
-            .or_insert_with(|| Record { service: Service::default(), nodes: BTreeMap::new() });
-        let described_changed = record.service != Service { nodes: vec![], ..service.clone() };
-        record.service = Service { nodes: vec![], ..service.clone() };
+            .or_insert_with(|| Record { service: ServiceRecord::default(), nodes: BTreeMap::new() });
+        let described_changed = record.service != ServiceRecord { nodes: vec![], ..service.clone() };
+        record.service = ServiceRecord { nodes: vec![], ..service.clone() };
         let (mut created, mut updated) = (Vec::new(), Vec::new());
         for node in &service.nodes {
             match record.nodes.insert(node.id.clone(), (node.clone(), expires)) {
@@ -172,7 +172,7 @@ impl Registry for MemoryRegistry {
         Ok(())
     }
 
-    async fn deregister(&self, service: &Service) -> Result<()> {
+    async fn deregister(&self, service: &ServiceRecord) -> Result<()> {
         let mut services = self.inner.services();
         let Some(versions) = services.get_mut(&service.name) else { return Ok(()) };
         let Some(record) = versions.get_mut(&service.version) else { return Ok(()) };
@@ -190,9 +190,9 @@ impl Registry for MemoryRegistry {
         Ok(())
     }
 
-    async fn get_service(&self, name: &str) -> Result<Vec<Service>> {
+    async fn get_service(&self, name: &str) -> Result<Vec<ServiceRecord>> {
         let now = Instant::now();
-        let found: Vec<Service> = self
+        let found: Vec<ServiceRecord> = self
             .inner
             .services()
             .get(name)
@@ -206,10 +206,10 @@ impl Registry for MemoryRegistry {
         Ok(found)
     }
 
-    async fn list_services(&self) -> Result<Vec<Service>> {
+    async fn list_services(&self) -> Result<Vec<ServiceRecord>> {
         let now = Instant::now();
         let services = self.inner.services();
-        let mut all: Vec<Service> = services
+        let mut all: Vec<ServiceRecord> = services
             .values()
             .flat_map(|versions| versions.values().map(|r| r.live(now)))
             .filter(|s| !s.nodes.is_empty())

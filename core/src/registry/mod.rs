@@ -18,7 +18,7 @@ pub use memory::MemoryRegistry;
 ///
 /// The JSON form is go-micro's, so registries shared with go-micro services read the same records.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Service {
+pub struct ServiceRecord {
     /// The service name, e.g. `greeter`.
     pub name: String,
     /// The version the nodes run, e.g. `1.0.0`.
@@ -81,7 +81,7 @@ pub struct Event {
     /// What happened.
     pub kind: EventKind,
     /// The service, carrying only the nodes the event is about.
-    pub service: Service,
+    pub service: ServiceRecord,
 }
 
 /// A stream of registry changes. An `Err` item means changes may have been missed (the watch
@@ -116,14 +116,14 @@ pub trait Registry: Send + Sync + fmt::Debug + 'static {
     }
     /// Adds (or refreshes) the nodes of `service`. With a TTL, a node not registered again within
     /// it is removed as if deregistered.
-    async fn register(&self, service: &Service, ttl: Option<Duration>) -> Result<()>;
+    async fn register(&self, service: &ServiceRecord, ttl: Option<Duration>) -> Result<()>;
     /// Removes the nodes of `service`. Removing nodes that are not there is not an error.
-    async fn deregister(&self, service: &Service) -> Result<()>;
+    async fn deregister(&self, service: &ServiceRecord) -> Result<()>;
     /// Every version of the service named `name`, with its nodes;
     /// [`Code::NotFound`](crate::Code::NotFound) when no node runs it.
-    async fn get_service(&self, name: &str) -> Result<Vec<Service>>;
+    async fn get_service(&self, name: &str) -> Result<Vec<ServiceRecord>>;
     /// Every service, at every version, with its nodes.
-    async fn list_services(&self) -> Result<Vec<Service>>;
+    async fn list_services(&self) -> Result<Vec<ServiceRecord>>;
     /// Changes from now on, to the service named `service` or, with `None`, to every service.
     async fn watch(&self, service: Option<&str>) -> Result<Watcher>;
 }

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::breaker::{BreakerPolicy, Breakers, CircuitState, is_node_failure};
 use super::{Outcome, Random, SelectOptions, Selector, Strategy, nodes_of};
 use crate::error::{Code, Error, Result};
-use crate::registry::{Event, EventKind, Node, Registry, Service, Watcher};
+use crate::registry::{Event, EventKind, Node, Registry, ServiceRecord, Watcher};
 
 /// How long cached services are trusted without a refresh when no watch event arrived.
 const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(60);
@@ -41,21 +41,21 @@ struct Inner {
 
 #[derive(Debug)]
 struct Cached {
-    known: Known,
+    known: CachedService,
     fresh_until: Instant,
 }
 
 /// A service's versions and all their nodes, shared so that a call's selection copies neither.
 #[derive(Clone, Debug)]
-struct Known {
-    services: Arc<Vec<Service>>,
+struct CachedService {
+    services: Arc<Vec<ServiceRecord>>,
     nodes: Arc<Vec<Arc<Node>>>,
 }
 
-impl Known {
-    fn new(services: Vec<Service>) -> Known {
+impl CachedService {
+    fn new(services: Vec<ServiceRecord>) -> CachedService {
         let nodes = Arc::new(nodes_of(&services));
-        Known { services: Arc::new(services), nodes }
+        CachedService { services: Arc::new(services), nodes }
     }
 }
 
@@ -131,13 +131,13 @@ impl Inner {
         self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    async fn services(&self, name: &str) -> Result<Known> {
+    async fn services(&self, name: &str) -> Result<CachedService> {
         if let Some(cached) = self.cache().get(name).filter(|c| c.fresh_until > Instant::now()) {
             return Ok(cached.known.clone());
         }
         match self.registry.get_service(name).await {
             Ok(services) => {
-                let (known, fresh_until) = (Known::new(services), Instant::now() + self.cache_ttl);
+                let (known, fresh_until) = (CachedService::new(services), Instant::now() + self.cache_ttl);
                 self.cache().insert(name.to_owned(), Cached { known: known.clone(), fresh_until });
                 Ok(known)
             }
@@ -329,7 +329,7 @@ mod tests {
     async fn a_service_whose_last_node_was_reported_gone_is_read_again_from_the_registry() {
         let registry = Arc::new(MemoryRegistry::new());
         let node = Node { id: "pinger-1".into(), address: "127.0.0.1:9".into(), ..Node::default() };
-        let service = Service { name: "pinger".into(), nodes: vec![node], ..Service::default() };
+        let service = ServiceRecord { name: "pinger".into(), nodes: vec![node], ..ServiceRecord::default() };
         registry.register(&service, None).await.unwrap();
         let selector = RegistrySelector::new(registry.clone());
         selector.select("pinger", &SelectOptions::default()).await.unwrap();
@@ -345,7 +345,7 @@ mod tests {
         let registry = Arc::new(MemoryRegistry::new());
         let labels = [("transport", "tcp"), ("zone", "eu-1")].map(|(k, v)| (k.to_owned(), v.to_owned()));
         let node = Node { id: "labelled-1".into(), address: "127.0.0.1:9".into(), metadata: labels.into() };
-        let service = Service { name: "labelled".into(), nodes: vec![node.clone()], ..Service::default() };
+        let service = ServiceRecord { name: "labelled".into(), nodes: vec![node.clone()], ..ServiceRecord::default() };
         registry.register(&service, None).await.unwrap();
         let selector = RegistrySelector::new(registry);
 

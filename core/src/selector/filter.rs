@@ -3,11 +3,11 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::registry::Service;
+use crate::registry::ServiceRecord;
 
 /// A filter over the versions of one service (and their nodes).
 #[derive(Clone)]
-pub struct Filter(Arc<dyn Fn(Vec<Service>) -> Vec<Service> + Send + Sync>);
+pub struct Filter(Arc<dyn Fn(Vec<ServiceRecord>) -> Vec<ServiceRecord> + Send + Sync>);
 
 impl fmt::Debug for Filter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -17,12 +17,12 @@ impl fmt::Debug for Filter {
 
 impl Filter {
     /// A filter from any function over the service's versions.
-    pub fn new(f: impl Fn(Vec<Service>) -> Vec<Service> + Send + Sync + 'static) -> Filter {
+    pub fn new(f: impl Fn(Vec<ServiceRecord>) -> Vec<ServiceRecord> + Send + Sync + 'static) -> Filter {
         Filter(Arc::new(f))
     }
 
     /// Applies the filter.
-    pub fn apply(&self, services: Vec<Service>) -> Vec<Service> {
+    pub fn apply(&self, services: Vec<ServiceRecord>) -> Vec<ServiceRecord> {
         (self.0)(services)
     }
 }
@@ -58,8 +58,8 @@ mod tests {
     use super::*;
     use crate::registry::{Endpoint, Node};
 
-    fn svc(version: &str, zone: &str, endpoint: &str) -> Service {
-        Service {
+    fn svc(version: &str, zone: &str, endpoint: &str) -> ServiceRecord {
+        ServiceRecord {
             name: "s".into(),
             version: version.into(),
             endpoints: vec![Endpoint { name: endpoint.into(), ..Endpoint::default() }],
@@ -68,7 +68,7 @@ mod tests {
                 metadata: [("zone".to_owned(), zone.to_owned())].into(),
                 ..Node::default()
             }],
-            ..Service::default()
+            ..ServiceRecord::default()
         }
     }
 

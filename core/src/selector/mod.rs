@@ -31,7 +31,7 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::metadata::Metadata;
-use crate::registry::{Node, Service};
+use crate::registry::{Node, ServiceRecord};
 
 pub use breaker::{BreakerPolicy, CircuitState};
 pub use cache::{RegistrySelector, RegistrySelectorBuilder};
@@ -125,7 +125,7 @@ pub trait Strategy: Send + Sync + fmt::Debug + 'static {
 }
 
 /// The nodes of every version of a service, flattened.
-pub(crate) fn nodes_of(services: &[Service]) -> Vec<Arc<Node>> {
+pub(crate) fn nodes_of(services: &[ServiceRecord]) -> Vec<Arc<Node>> {
     services.iter().flat_map(|s| s.nodes.iter().cloned().map(Arc::new)).collect()
 }
 

@@ -16,7 +16,7 @@ use crate::transport::{MessageSource, Reply};
 
 pub(crate) type UnaryFn =
     Arc<dyn Fn(Context, Bytes, Arc<dyn Codec>) -> BoxFuture<'static, Result<Bytes>> + Send + Sync>;
-pub(crate) type StreamFn = Arc<dyn Fn(Context, RawStream) -> BoxFuture<'static, Result<()>> + Send + Sync>;
+pub(crate) type StreamFn = Arc<dyn Fn(Context, EncodedStream) -> BoxFuture<'static, Result<()>> + Send + Sync>;
 
 /// How an endpoint is served.
 #[derive(Clone)]
@@ -123,7 +123,7 @@ impl SentReply {
 
 /// The transport's halves of a streaming call, with the codec it was called in.
 #[derive(Debug)]
-pub(crate) struct RawStream {
+pub(crate) struct EncodedStream {
     pub(crate) ctx: Context,
     pub(crate) requests: Box<dyn MessageSource>,
     pub(crate) reply: SharedReply,
@@ -134,7 +134,7 @@ pub(crate) struct RawStream {
 /// handler returns; its result is the status the client receives.
 #[derive(Debug)]
 pub struct ServerStream<Req, Resp> {
-    raw: RawStream,
+    raw: EncodedStream,
     _types: PhantomData<fn(Req) -> Resp>,
 }
 

@@ -17,11 +17,11 @@
 //! outermost), then the router that decodes the request and calls the handler. Streaming calls go
 //! to their handler directly.
 
+mod bounded_call;
 mod handler;
 mod router;
 mod serve;
 mod subscriber;
-mod until_done;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -109,12 +109,12 @@ struct Running {
 
 impl Inner {
     /// Names this server as the source of an error that has no source yet.
-    fn stamp(&self, error: Error) -> Error {
+    fn attributed(&self, error: Error) -> Error {
         if error.id.is_empty() { error.with_id(self.options.name.clone()) } else { error }
     }
 
     /// The registry record of this server's node at `address`.
-    fn describe(&self, address: &str) -> registry::Service {
+    fn describe(&self, address: &str) -> registry::ServiceRecord {
         let mut metadata = self.options.metadata.clone();
         for (key, value) in [
             ("server", "rmicro"),
@@ -132,7 +132,7 @@ impl Inner {
             .values()
             .map(|e| e.description.clone())
             .collect();
-        registry::Service {
+        registry::ServiceRecord {
             name: self.options.name.clone(),
             version: self.options.version.clone(),
             metadata: self.options.metadata.clone(),
@@ -215,7 +215,12 @@ impl Server {
     }
 
     /// Subscribes a broker handler as it is, for raw bodies or manual acknowledgement.
-    pub fn subscribe_raw(&self, topic: &str, options: SubscribeOptions, handler: Arc<dyn broker::Handler>) -> &Server {
+    pub fn subscribe_raw(
+        &self,
+        topic: &str,
+        options: SubscribeOptions,
+        handler: Arc<dyn broker::DeliveryHandler>,
+    ) -> &Server {
         self.inner.subscribers().push(Subscriber { topic: topic.to_owned(), options, handler });
         self
     }

@@ -17,9 +17,9 @@ use tower::ServiceExt;
 use futures::future::BoxFuture;
 
 use super::Inner;
-use super::handler::{Handler, RawStream, SentReply, SharedReply, StreamFn, UnaryFn};
+use super::bounded_call::BoundedCall;
+use super::handler::{EncodedStream, Handler, SentReply, SharedReply, StreamFn, UnaryFn};
 use super::router::{ServerRequest, find};
-use super::until_done::UntilDone;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::transport::{CallHead, EncodedResponse, IncomingCall, Listener, MessageSource, Reply, Requests, ServeCalls};
@@ -110,11 +110,11 @@ fn serve(
     // call's parts are used in place for the same reason.
     async move {
         if !server.accepting.load(Ordering::SeqCst) {
-            return call.reply.finish(Err(server.stamp(Error::unavailable("server is shutting down")))).await;
+            return call.reply.finish(Err(server.attributed(Error::unavailable("server is shutting down")))).await;
         }
         let endpoint = match find(&server.endpoints, &server.options.name, &call.head.endpoint) {
             Ok(endpoint) => endpoint,
-            Err(e) => return call.reply.finish(Err(server.stamp(e))).await,
+            Err(e) => return call.reply.finish(Err(server.attributed(e))).await,
         };
         let deadline = call.head.timeout.map(|t| Instant::now() + t);
         // The context takes the call's metadata and cancellation token rather than copies: the
@@ -144,11 +144,11 @@ fn serve(
                 let cancel = ctx.cancellation_token();
                 let dropped = CancelIfDropped::new(cancel);
                 let work = ctx.clone().scope(work);
-                let status = UntilDone::new(&server.options.name, deadline, cancel, &server.force_stop, work).await;
+                let status = BoundedCall::new(&server.options.name, deadline, cancel, &server.force_stop, work).await;
                 dropped.finished();
                 match status {
                     Ok(response) => call.reply.answer(response.metadata, response.body).await,
-                    Err(e) => call.reply.finish(Err(server.stamp(e))).await,
+                    Err(e) => call.reply.finish(Err(server.attributed(e))).await,
                 }
             }
             // Boxed: a stream's state would otherwise enlarge every unary call's task.
@@ -204,11 +204,11 @@ async fn serve_stream(
     let dropped = CancelIfDropped::new(ctx.cancellation_token());
     let work = ctx.clone().scope(stream(&server, &head, handler, requests, reply.clone(), ctx.clone()));
     let status =
-        UntilDone::new(&server.options.name, deadline, ctx.cancellation_token(), &server.force_stop, work).await;
+        BoundedCall::new(&server.options.name, deadline, ctx.cancellation_token(), &server.force_stop, work).await;
     dropped.finished();
     let mut sent = reply.lock().await;
     if let Some(reply) = sent.reply.take() {
-        reply.finish(status.map_err(|e| server.stamp(e))).await;
+        reply.finish(status.map_err(|e| server.attributed(e))).await;
     }
 }
 
@@ -253,7 +253,7 @@ async fn stream(
     ctx: Context,
 ) -> Result<()> {
     let codec = server.codecs.get(&head.content_type)?.clone();
-    let raw = RawStream { ctx: ctx.clone(), requests, reply: reply.clone(), codec };
+    let raw = EncodedStream { ctx: ctx.clone(), requests, reply: reply.clone(), codec };
     handler(ctx.clone(), raw).await?;
     reply.lock().await.send_header(ctx.reply_metadata()).await
 }

@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::broker::{Delivery, Handler, SubscribeOptions};
+use crate::broker::{Delivery, DeliveryHandler, SubscribeOptions};
 use crate::codec::{self, Codecs, Message};
 use crate::context::Context;
 use crate::error::Result;
@@ -13,7 +13,7 @@ use crate::error::Result;
 pub(crate) struct Subscriber {
     pub(crate) topic: String,
     pub(crate) options: SubscribeOptions,
-    pub(crate) handler: Arc<dyn Handler>,
+    pub(crate) handler: Arc<dyn DeliveryHandler>,
 }
 
 impl std::fmt::Debug for Subscriber {
@@ -25,7 +25,12 @@ impl std::fmt::Debug for Subscriber {
 /// Wraps a typed handler: the message's `content-type` header picks the codec (`default_type`
 /// when absent). A message that cannot be decoded can never be handled, so it is logged with its
 /// reason and acknowledged rather than redelivered forever.
-pub(crate) fn typed<M, F, Fut>(topic: &str, codecs: Codecs, default_type: String, handler: F) -> Arc<dyn Handler>
+pub(crate) fn typed<M, F, Fut>(
+    topic: &str,
+    codecs: Codecs,
+    default_type: String,
+    handler: F,
+) -> Arc<dyn DeliveryHandler>
 where
     M: Message + Default,
     F: Fn(Context, M) -> Fut + Send + Sync + 'static,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{eventually, unique};
-use crate::broker::{AckMode, Broker, Delivery, Handler, Message, SubscribeOptions, Subscription};
+use crate::broker::{AckMode, Broker, Delivery, DeliveryHandler, Envelope, SubscribeOptions, Subscription};
 use crate::error::Error;
 
 const SETTLE: Duration = Duration::from_secs(10);
@@ -40,11 +40,11 @@ macro_rules! broker_conformance {
 /// Records what a subscription received, keyed by body.
 #[derive(Clone, Default)]
 struct Received {
-    bodies: Arc<Mutex<Vec<(String, Message)>>>,
+    bodies: Arc<Mutex<Vec<(String, Envelope)>>>,
 }
 
 impl Received {
-    fn handler(&self, label: &str) -> Arc<dyn Handler> {
+    fn handler(&self, label: &str) -> Arc<dyn DeliveryHandler> {
         let (bodies, label) = (self.bodies.clone(), label.to_owned());
         Arc::new(move |delivery: Delivery| {
             bodies.lock().unwrap().push((label.clone(), delivery.message().clone()));
@@ -79,14 +79,14 @@ fn declares(broker: &dyn Broker, declared: bool, capability: &str) -> bool {
 
 async fn publish_n(broker: &dyn Broker, topic: &str, n: usize) {
     for i in 0..n {
-        broker.publish(topic, Message::new(format!("message-{i}"))).await.unwrap();
+        broker.publish(topic, Envelope::new(format!("message-{i}"))).await.unwrap();
     }
 }
 
 async fn subscribe(
     broker: &dyn Broker,
     topic: &str,
-    handler: Arc<dyn Handler>,
+    handler: Arc<dyn DeliveryHandler>,
     options: SubscribeOptions,
 ) -> Box<dyn Subscription> {
     broker.subscribe(topic, handler, options).await.unwrap()
@@ -97,7 +97,7 @@ pub async fn publish_reaches_subscriber(broker: Arc<dyn Broker>) {
     let topic = unique("topic");
     let got = Received::default();
     let sub = subscribe(&*broker, &topic, got.handler("a"), SubscribeOptions::default()).await;
-    broker.publish(&topic, Message::new("hello")).await.unwrap();
+    broker.publish(&topic, Envelope::new("hello")).await.unwrap();
     eventually(SETTLE, "message delivered", || async { got.len() == 1 }).await;
     assert_eq!(got.bodies.lock().unwrap()[0].1.body, Bytes::from("hello"));
     sub.unsubscribe().await.unwrap();
@@ -108,7 +108,7 @@ pub async fn headers_round_trip(broker: Arc<dyn Broker>) {
     let topic = unique("topic");
     let got = Received::default();
     let sub = subscribe(&*broker, &topic, got.handler("a"), SubscribeOptions::default()).await;
-    let sent = Message::new("with headers")
+    let sent = Envelope::new("with headers")
         .with_header("x-trace-id", "abc123")
         .with_header("content-type", "application/json");
     broker.publish(&topic, sent.clone()).await.unwrap();
@@ -187,7 +187,7 @@ pub async fn failed_handler_is_redelivered(broker: Arc<dyn Broker>) {
     let topic = unique("topic");
     let attempts = Arc::new(Mutex::new(Vec::new()));
     let seen = attempts.clone();
-    let handler: Arc<dyn Handler> = Arc::new(move |delivery: Delivery| {
+    let handler: Arc<dyn DeliveryHandler> = Arc::new(move |delivery: Delivery| {
         let seen = seen.clone();
         async move {
             let mut seen = seen.lock().unwrap();
@@ -196,7 +196,7 @@ pub async fn failed_handler_is_redelivered(broker: Arc<dyn Broker>) {
         }
     });
     let sub = subscribe(&*broker, &topic, handler, SubscribeOptions::default().queue("retry")).await;
-    broker.publish(&topic, Message::new("try me")).await.unwrap();
+    broker.publish(&topic, Envelope::new("try me")).await.unwrap();
     eventually(SETTLE, "message delivered again after failing", || async { attempts.lock().unwrap().len() >= 2 }).await;
     assert!(attempts.lock().unwrap().iter().all(|b| b == "try me"));
     sub.unsubscribe().await.unwrap();
@@ -210,7 +210,7 @@ pub async fn nack_redelivers(broker: Arc<dyn Broker>) {
     let topic = unique("topic");
     let deliveries = Arc::new(Mutex::new(0usize));
     let count = deliveries.clone();
-    let handler: Arc<dyn Handler> = Arc::new(move |mut delivery: Delivery| {
+    let handler: Arc<dyn DeliveryHandler> = Arc::new(move |mut delivery: Delivery| {
         let count = count.clone();
         async move {
             let first = {
@@ -223,7 +223,7 @@ pub async fn nack_redelivers(broker: Arc<dyn Broker>) {
     });
     let options = SubscribeOptions::default().queue("manual").ack(AckMode::Manual);
     let sub = subscribe(&*broker, &topic, handler, options).await;
-    broker.publish(&topic, Message::new("nack me once")).await.unwrap();
+    broker.publish(&topic, Envelope::new("nack me once")).await.unwrap();
     eventually(SETTLE, "nacked message delivered again", || async { *deliveries.lock().unwrap() >= 2 }).await;
     sub.unsubscribe().await.unwrap();
 }
@@ -233,7 +233,7 @@ pub async fn ack_settles(broker: Arc<dyn Broker>) {
     let topic = unique("topic");
     let deliveries = Arc::new(Mutex::new(0usize));
     let count = deliveries.clone();
-    let handler: Arc<dyn Handler> = Arc::new(move |mut delivery: Delivery| {
+    let handler: Arc<dyn DeliveryHandler> = Arc::new(move |mut delivery: Delivery| {
         let count = count.clone();
         async move {
             *count.lock().unwrap() += 1;
@@ -242,7 +242,7 @@ pub async fn ack_settles(broker: Arc<dyn Broker>) {
     });
     let options = SubscribeOptions::default().queue("acked").ack(AckMode::Manual);
     let sub = subscribe(&*broker, &topic, handler, options).await;
-    broker.publish(&topic, Message::new("ack me")).await.unwrap();
+    broker.publish(&topic, Envelope::new("ack me")).await.unwrap();
     eventually(SETTLE, "message delivered", || async { *deliveries.lock().unwrap() == 1 }).await;
     tokio::time::sleep(QUIET).await;
     assert_eq!(*deliveries.lock().unwrap(), 1, "an acknowledged message came back");
@@ -254,10 +254,10 @@ pub async fn unsubscribe_stops_delivery(broker: Arc<dyn Broker>) {
     let topic = unique("topic");
     let got = Received::default();
     let sub = subscribe(&*broker, &topic, got.handler("a"), SubscribeOptions::default()).await;
-    broker.publish(&topic, Message::new("before")).await.unwrap();
+    broker.publish(&topic, Envelope::new("before")).await.unwrap();
     eventually(SETTLE, "first message delivered", || async { got.len() == 1 }).await;
     sub.unsubscribe().await.unwrap();
-    broker.publish(&topic, Message::new("after")).await.unwrap();
+    broker.publish(&topic, Envelope::new("after")).await.unwrap();
     tokio::time::sleep(QUIET).await;
     assert_eq!(got.len(), 1, "a message arrived after unsubscribing");
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::codec::{Codec, Json, Message, Raw, decode};
+use crate::codec::{Codec, Json, Message, Opaque, decode};
 use crate::error::Code;
 
 /// Expands to one `#[tokio::test]` per codec check, each calling `$factory().await` for the
@@ -84,7 +84,7 @@ pub async fn round_trips_what_it_speaks(codec: Arc<dyn Codec>) {
     let spoken = [
         round_trip(&*codec, &sample()),
         round_trip(&*codec, &Json(JsonOnly { title: "write tests".into(), done: true })),
-        round_trip(&*codec, &Raw(Bytes::from_static(b"\x00raw\xff"))),
+        round_trip(&*codec, &Opaque(Bytes::from_static(b"\x00raw\xff"))),
     ];
     assert!(spoken.contains(&true), "{} speaks none of the message kinds", codec.content_type());
 }
@@ -93,7 +93,7 @@ pub async fn round_trips_what_it_speaks(codec: Arc<dyn Codec>) {
 pub async fn default_message_round_trips(codec: Arc<dyn Codec>) {
     round_trip(&*codec, &Sample::default());
     round_trip(&*codec, &Json(JsonOnly::default()));
-    round_trip(&*codec, &Raw::default());
+    round_trip(&*codec, &Opaque::default());
 }
 
 /// A body that is not a valid encoding is a `BadRequest`, never a panic.

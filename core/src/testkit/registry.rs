@@ -8,7 +8,7 @@ use futures::StreamExt;
 
 use super::{eventually, unique};
 use crate::error::Code;
-use crate::registry::{Endpoint, Event, EventKind, Node, Registry, Service, Watcher};
+use crate::registry::{Endpoint, Event, EventKind, Node, Registry, ServiceRecord, Watcher};
 
 /// How long a registry may take to show a change (mDNS and TTL-based backends are not instant).
 const SETTLE: Duration = Duration::from_secs(10);
@@ -40,8 +40,8 @@ macro_rules! registry_conformance {
     };
 }
 
-fn service(name: &str, version: &str, node: &str) -> Service {
-    Service {
+fn service(name: &str, version: &str, node: &str) -> ServiceRecord {
+    ServiceRecord {
         name: name.to_owned(),
         version: version.to_owned(),
         nodes: vec![Node {
@@ -49,7 +49,7 @@ fn service(name: &str, version: &str, node: &str) -> Service {
             address: format!("127.0.0.1:{}", 10000 + node.len()),
             metadata: BTreeMap::new(),
         }],
-        ..Service::default()
+        ..ServiceRecord::default()
     }
 }
 

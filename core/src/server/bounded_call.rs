@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 
 pin_project! {
     /// Resolves to the work's result, or to the error that ended the call first.
-    pub(crate) struct UntilDone<'a, F> {
+    pub(crate) struct BoundedCall<'a, F> {
         #[pin]
         work: CatchUnwind<AssertUnwindSafe<F>>,
         // The watches and the timer are made on the first poll that finds the work waiting: a
@@ -46,7 +46,7 @@ pin_project! {
     }
 }
 
-impl<'a, T, F: Future<Output = Result<T>>> UntilDone<'a, F> {
+impl<'a, T, F: Future<Output = Result<T>>> BoundedCall<'a, F> {
     /// Runs `work` until it ends, `cancel` fires (the caller went away), `deadline` passes (the
     /// call is then cancelled) or `stop` fires (the server stops without waiting).
     pub(crate) fn new(
@@ -55,12 +55,12 @@ impl<'a, T, F: Future<Output = Result<T>>> UntilDone<'a, F> {
         cancel: &'a CancellationToken,
         stop: &'a CancellationToken,
         work: F,
-    ) -> UntilDone<'a, F> {
-        UntilDone { work: AssertUnwindSafe(work).catch_unwind(), watching: None, deadline, cancel, stop, server }
+    ) -> BoundedCall<'a, F> {
+        BoundedCall { work: AssertUnwindSafe(work).catch_unwind(), watching: None, deadline, cancel, stop, server }
     }
 }
 
-impl<T, F: Future<Output = Result<T>>> Future for UntilDone<'_, F> {
+impl<T, F: Future<Output = Result<T>>> Future for BoundedCall<'_, F> {
     type Output = Result<T>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
@@ -111,7 +111,7 @@ mod tests {
         let (cancel, stop) = (CancellationToken::new(), CancellationToken::new());
         let deadline = Instant::now() + Duration::from_millis(50);
         let never = std::future::pending::<Result<()>>();
-        let ended = UntilDone::new("test", Some(deadline), &cancel, &stop, never).await;
+        let ended = BoundedCall::new("test", Some(deadline), &cancel, &stop, never).await;
         assert_eq!(ended.unwrap_err().code, Code::DeadlineExceeded);
         assert!(cancel.is_cancelled(), "the call is cancelled at its deadline");
         assert!(Instant::now() >= deadline, "not before it");
@@ -121,7 +121,7 @@ mod tests {
     async fn work_that_answers_at_once_makes_no_timer() {
         let (cancel, stop) = (CancellationToken::new(), CancellationToken::new());
         let deadline = Instant::now() + Duration::from_secs(5);
-        let mut done = pin!(UntilDone::new("test", Some(deadline), &cancel, &stop, async { Ok(7) }));
+        let mut done = pin!(BoundedCall::new("test", Some(deadline), &cancel, &stop, async { Ok(7) }));
         let polled = done.as_mut().poll(&mut Context::from_waker(Waker::noop()));
         assert!(matches!(polled, Poll::Ready(Ok(7))));
         assert!(done.watching.is_none(), "a timer was made for a call that never waited");
