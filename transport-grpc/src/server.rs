@@ -15,12 +15,11 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use rmicro_core::metadata::Metadata;
-use rmicro_core::raw::{Accepting, Arrivals};
-use rmicro_core::transport::{self, CallHead, IncomingCall, Listener, MessageSource, Reply, ServeCalls};
+use rmicro_core::raw::{AcceptLoop, Arrivals, QueueListener};
+use rmicro_core::transport::{self, CallHead, IncomingCall, MessageSource, Reply};
 use rmicro_core::{Error, Result};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
@@ -33,46 +32,9 @@ use crate::wire::{self, GRPC_PROTO, RawCodec};
 
 const ACCEPT_BACKLOG: usize = 1024;
 const STREAM_WINDOW: usize = 16;
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-#[derive(Debug)]
-pub(crate) struct GrpcListener {
-    address: String,
-    calls: Accepting,
-    acceptor: JoinHandle<()>,
-    connections: TaskTracker,
-    closing: CancellationToken,
-}
-
-impl Drop for GrpcListener {
-    fn drop(&mut self) {
-        self.acceptor.abort();
-    }
-}
-
-#[async_trait]
-impl Listener for GrpcListener {
-    fn address(&self) -> String {
-        self.address.clone()
-    }
-
-    async fn accept(&mut self) -> Option<IncomingCall> {
-        self.calls.accept().await
-    }
-
-    fn deliver_to(&mut self, server: std::sync::Arc<dyn ServeCalls>) {
-        self.calls.deliver_to(server);
-    }
-
-    async fn shutdown(self: Box<Self>) {
-        self.acceptor.abort();
-        self.closing.cancel();
-        self.connections.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, self.connections.wait()).await.is_err() {
-            tracing::warn!(address = %self.address, "gRPC connections still open after the shutdown grace period");
-        }
-    }
-}
+/// A listener: the queue of calls, and the accept loop with its connections.
+pub(crate) type GrpcListener = QueueListener<AcceptLoop>;
 
 pub(crate) async fn listen(address: &str, max: usize, tls: Option<TlsAcceptor>) -> Result<GrpcListener> {
     let address = if address.is_empty() { "127.0.0.1:0" } else { address };
@@ -80,9 +42,8 @@ pub(crate) async fn listen(address: &str, max: usize, tls: Option<TlsAcceptor>) 
         TcpListener::bind(address).await.map_err(|e| Error::unavailable(format!("cannot listen on {address}: {e}")))?;
     let local = tcp.local_addr().map_err(|e| Error::internal(format!("listener has no address: {e}")))?;
     let (tx, calls) = rmicro_core::raw::arrivals(ACCEPT_BACKLOG);
-    let (connections, closing) = (TaskTracker::new(), CancellationToken::new());
-    let acceptor = tokio::spawn(accept(tcp, tx, max, tls, connections.clone(), closing.clone()));
-    Ok(GrpcListener { address: local.to_string(), calls, acceptor, connections, closing })
+    let accepting = AcceptLoop::spawn(|connections, closing| accept(tcp, tx, max, tls, connections, closing));
+    Ok(QueueListener::new(local.to_string(), calls, accepting))
 }
 
 async fn accept(

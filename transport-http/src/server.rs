@@ -15,12 +15,11 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use rmicro_core::metadata::Metadata;
-use rmicro_core::raw::{Accepting, Arrivals};
-use rmicro_core::transport::{CallHead, IncomingCall, Listener, MessageSource, Reply, Requests, ServeCalls};
+use rmicro_core::raw::{AcceptLoop, Arrivals, QueueListener};
+use rmicro_core::transport::{CallHead, IncomingCall, MessageSource, Reply, Requests};
 use rmicro_core::{Code, Error, Result};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 
@@ -29,49 +28,8 @@ use crate::wire::{self, Body, Deframer};
 const ACCEPT_BACKLOG: usize = 1024;
 const STREAM_WINDOW: usize = 16;
 
-/// How long a shutdown waits for connections to deliver what they carry.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-#[derive(Debug)]
-pub(crate) struct HttpListener {
-    address: String,
-    calls: Accepting,
-    acceptor: JoinHandle<()>,
-    connections: TaskTracker,
-    closing: CancellationToken,
-}
-
-impl Drop for HttpListener {
-    fn drop(&mut self) {
-        self.acceptor.abort();
-    }
-}
-
-#[async_trait]
-impl Listener for HttpListener {
-    fn address(&self) -> String {
-        self.address.clone()
-    }
-
-    async fn accept(&mut self) -> Option<IncomingCall> {
-        self.calls.accept().await
-    }
-
-    fn deliver_to(&mut self, server: std::sync::Arc<dyn ServeCalls>) {
-        self.calls.deliver_to(server);
-    }
-
-    /// Stops accepting, asks every connection to finish (h2 GOAWAY, HTTP/1.1 close after the
-    /// current response) and waits until their responses are written.
-    async fn shutdown(self: Box<Self>) {
-        self.acceptor.abort();
-        self.closing.cancel();
-        self.connections.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, self.connections.wait()).await.is_err() {
-            tracing::warn!(address = %self.address, "connections still open after the shutdown grace period");
-        }
-    }
-}
+/// A listener: the queue of calls, and the accept loop with its connections.
+pub(crate) type HttpListener = QueueListener<AcceptLoop>;
 
 pub(crate) async fn listen(address: &str, max_message_size: usize) -> Result<HttpListener> {
     let address = if address.is_empty() { "127.0.0.1:0" } else { address };
@@ -79,9 +37,9 @@ pub(crate) async fn listen(address: &str, max_message_size: usize) -> Result<Htt
         TcpListener::bind(address).await.map_err(|e| Error::unavailable(format!("cannot listen on {address}: {e}")))?;
     let local = tcp.local_addr().map_err(|e| Error::internal(format!("listener has no address: {e}")))?;
     let (tx, calls) = rmicro_core::raw::arrivals(ACCEPT_BACKLOG);
-    let (connections, closing) = (TaskTracker::new(), CancellationToken::new());
-    let acceptor = tokio::spawn(accept_connections(tcp, tx, max_message_size, connections.clone(), closing.clone()));
-    Ok(HttpListener { address: local.to_string(), calls, acceptor, connections, closing })
+    let accepting =
+        AcceptLoop::spawn(|connections, closing| accept_connections(tcp, tx, max_message_size, connections, closing));
+    Ok(QueueListener::new(local.to_string(), calls, accepting))
 }
 
 async fn accept_connections(

@@ -7,18 +7,19 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::{BufMut, Bytes};
 use rmicro_core::metadata::Metadata;
+use rmicro_core::raw::{RecvCredit, SendCredit};
 use rmicro_core::transport::EncodedResponse;
 use rmicro_core::transport::{CallHead, ClientCall, Connection, MessageSink, MessageSource};
 use rmicro_core::{Error, Result};
 use rustls::pki_types::ServerName;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 
 use crate::call_ids::CallIds;
 use crate::frame::{self, Frame, Kind, Reader, Table};
 use crate::io::{FrameReader, Outbox, ReadEnd};
-use crate::{Plain, ReadHalf, WINDOW, max_frame, too_large, unavailable, unix_path};
+use crate::{Plain, ReadHalf, max_frame, too_large, unavailable, unix_path};
 
 /// How a call ended, as the server's `End` frame says.
 #[derive(Debug)]
@@ -39,7 +40,7 @@ enum Event {
 #[derive(Debug)]
 enum Route {
     Unary(oneshot::Sender<Ended>),
-    Stream { events: mpsc::UnboundedSender<Event>, credit: Arc<Semaphore> },
+    Stream { events: mpsc::UnboundedSender<Event>, credit: SendCredit },
 }
 
 #[derive(Debug, Default)]
@@ -155,9 +156,9 @@ impl Shared {
                 }
             }
             Kind::Credit => {
-                let more = Reader::new(&mut body).u32("credit")?.min(WINDOW);
+                let more = Reader::new(&mut body).u32("credit")?;
                 if let Some(Route::Stream { credit, .. }) = self.routes().calls.get(&call) {
-                    credit.add_permits(more as usize);
+                    credit.grant(more.into());
                 }
             }
             Kind::End => {
@@ -268,7 +269,7 @@ impl Connection for TcpConnection {
             return Ok(ClientCall { requests: Box::new(requests), responses: Box::new(responses) });
         }
         let (events_tx, events) = mpsc::unbounded_channel();
-        let credit = Arc::new(Semaphore::new(WINDOW as usize));
+        let credit = SendCredit::new();
         let call = shared.route(|| Route::Stream { events: events_tx, credit: credit.clone() })?;
         let responses = Responses::new(shared.clone(), call, Inbound::Stream(events));
         shared.open(call, &head, None)?;
@@ -325,7 +326,7 @@ struct Sink {
     call: u32,
     /// For a unary call: the head and request, sent together as one frame when closed.
     unary: Option<(CallHead, Option<Bytes>)>,
-    credit: Option<Arc<Semaphore>>,
+    credit: Option<SendCredit>,
 }
 
 impl std::fmt::Debug for Sink {
@@ -347,7 +348,7 @@ impl MessageSink for Sink {
             return Ok(());
         }
         if let Some(credit) = &self.credit {
-            credit.acquire().await.map_err(|_| Error::canceled("the call ended"))?.forget();
+            credit.take().await?;
         }
         self.shared.send(Kind::Message, self.call, message)
     }
@@ -375,12 +376,12 @@ struct Responses {
     /// The status, once the `End` frame arrived; taken when reported.
     status: Option<Result<()>>,
     ended: bool,
-    consumed: u32,
+    window: RecvCredit,
 }
 
 impl Responses {
     fn new(shared: Arc<Shared>, call: u32, inbound: Inbound) -> Responses {
-        Responses { shared, call, inbound, header: None, status: None, ended: false, consumed: 0 }
+        Responses { shared, call, inbound, header: None, status: None, ended: false, window: RecvCredit::default() }
     }
 
     fn checked(&self, message: Bytes) -> Result<Option<Bytes>> {
@@ -430,9 +431,8 @@ impl MessageSource for Responses {
                     Some(Event::Header(metadata)) => self.header = Some(metadata),
                     Some(Event::Message(message)) => {
                         self.header.get_or_insert_with(Metadata::new);
-                        self.consumed += 1;
-                        if self.consumed % (WINDOW / 2) == 0 {
-                            self.shared.grant(self.call, WINDOW / 2);
+                        if let Some(more) = self.window.consumed() {
+                            self.shared.grant(self.call, more);
                         }
                         return self.checked(message);
                     }

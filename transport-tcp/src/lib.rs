@@ -96,9 +96,6 @@ pub static PLUGIN: Plugin = Plugin {
     }),
 };
 
-/// Stream messages a direction may have unconsumed before the receiver grants more.
-pub(crate) const WINDOW: u32 = 32;
-
 /// The binary TCP transport.
 #[derive(Clone, Debug)]
 pub struct TcpTransport {

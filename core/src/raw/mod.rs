@@ -1,12 +1,16 @@
 #![doc = include_str!("../docs/implementing.md")]
 
 mod arrivals;
+mod credit;
+mod listener;
 pub mod plugin;
 
 mod subscription;
 mod watch;
 
 pub use arrivals::{Accepting, Arrival, Arrivals, arrivals};
+pub use credit::{RecvCredit, STREAM_GRANT, STREAM_WINDOW, SendCredit};
+pub use listener::{AcceptLoop, Listening, QueueListener, SHUTDOWN_GRACE};
 pub use subscription::{WorkerSubscription, handle_safely, settle_channel};
 pub use watch::broadcast_watcher;
 
