@@ -10,14 +10,15 @@ use bytes::Bytes;
 use foldhash::HashMap;
 use futures::StreamExt;
 use rmicro_core::metadata::Metadata;
+use rmicro_core::raw::{RecvCredit, SendCredit};
 use rmicro_core::transport::EncodedResponse;
 use rmicro_core::transport::{CallHead, ClientCall, Connection, MessageSink, MessageSource};
 use rmicro_core::{Error, Result};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::frame::{
-    self, CONTENT_TYPE, CREDIT, ENDPOINT, KIND, LAST, REFUSED, REPLY, SERVICE, STREAM, TIMEOUT, WINDOW, header,
+    self, CONTENT_TYPE, CREDIT, ENDPOINT, KIND, LAST, REFUSED, REPLY, SERVICE, STREAM, TIMEOUT, header,
 };
 use crate::{nats_error, too_large, unary};
 
@@ -32,7 +33,7 @@ pub(crate) enum Inbound {
 /// Where a call's replies go: a stream's frames, with the credit its requests may use, or a
 /// unary call's one answer.
 enum Route {
-    Stream(mpsc::UnboundedSender<Inbound>, Arc<Semaphore>),
+    Stream(mpsc::UnboundedSender<Inbound>, SendCredit),
     Unary(oneshot::Sender<Result<EncodedResponse>>),
 }
 
@@ -157,7 +158,7 @@ async fn route(mut replies: async_nats::Subscriber, calls: Arc<Calls>, node: Str
                 Some("credit") => {
                     let more = header(headers, CREDIT).and_then(|c| c.parse().ok()).unwrap_or(0);
                     if let Some(Route::Stream(_, credit)) = calls.lock().get(&number) {
-                        credit.add_permits(more);
+                        credit.grant(more);
                     }
                     continue;
                 }
@@ -238,7 +239,7 @@ impl Connection for NatsConnection {
     async fn open(&self, head: CallHead) -> Result<ClientCall> {
         let (number, reply) = self.next_call();
         let (tx, rx) = mpsc::unbounded_channel();
-        let credit = Arc::new(Semaphore::new(WINDOW));
+        let credit = SendCredit::new();
         self.calls.lock().insert(number, Route::Stream(tx, credit.clone()));
         let open = self.open_headers(&head);
         if head.stream {
@@ -264,7 +265,7 @@ impl Connection for NatsConnection {
                 header: None,
                 done: false,
                 stream: head.stream,
-                consumed: 0,
+                window: RecvCredit::default(),
                 client: self.client.clone(),
                 frames_subject,
                 number,
@@ -323,7 +324,7 @@ struct Sink {
     /// For a unary call: the open frame, sent with the request when the call is closed.
     open: Option<HeaderMap>,
     pending: Option<Bytes>,
-    credit: Arc<Semaphore>,
+    credit: SendCredit,
     max: usize,
 }
 
@@ -345,8 +346,7 @@ impl MessageSink for Sink {
             }
             return Ok(());
         }
-        let permit = self.credit.acquire().await.map_err(|_| Error::canceled("the call ended"))?;
-        permit.forget();
+        self.credit.take().await?;
         self.client
             .publish_with_headers(self.frames_subject.clone(), frame::kind("msg"), message)
             .await
@@ -377,7 +377,7 @@ struct Responses {
     header: Option<Metadata>,
     done: bool,
     stream: bool,
-    consumed: usize,
+    window: RecvCredit,
     client: Client,
     frames_subject: String,
     number: u64,
@@ -405,10 +405,9 @@ impl MessageSource for Responses {
                 }
                 Some(Inbound::Message(message)) => {
                     self.header.get_or_insert_with(Metadata::new);
-                    self.consumed += 1;
-                    if self.stream && self.consumed % (WINDOW / 2) == 0 {
+                    if let Some(more) = self.window.consumed().filter(|_| self.stream) {
                         let mut credit = frame::kind("credit");
-                        credit.insert(CREDIT, (WINDOW / 2).to_string().as_str());
+                        credit.insert(CREDIT, more.to_string().as_str());
                         let _ =
                             self.client.publish_with_headers(self.frames_subject.clone(), credit, Bytes::new()).await;
                     }

@@ -16,15 +16,13 @@
 //!
 //! A call's id is the last segment of its reply subject (the caller's inbox for the call).
 //! Metadata travels as `micro-md-<key>` headers. Each stream direction may have at most
-//! [`WINDOW`] messages unconsumed; the receiver returns credit as it consumes them.
+//! `rmicro_core::raw::STREAM_WINDOW` messages unconsumed; the receiver returns credit as it
+//! consumes them, and a grant never fills more than a window.
 
 use std::time::Duration;
 
 use async_nats::HeaderMap;
 use rmicro_core::metadata::Metadata;
-
-/// Messages a stream direction may have in flight before the receiver grants more.
-pub(crate) const WINDOW: usize = 32;
 
 pub(crate) const KIND: &str = "micro-kind";
 pub(crate) const SERVICE: &str = "micro-service";
