@@ -1,5 +1,8 @@
 //! The calling side: per dialled node, one inbox subscription (`<inbox>.>`) receives the frames
 //! of every call, routed by call id; nothing is subscribed per call.
+//! A call sends through its [`call::Sink`] and receives from its [`call::Responses`].
+
+mod call;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -12,15 +15,14 @@ use futures::StreamExt;
 use rmicro_core::metadata::Metadata;
 use rmicro_core::raw::{RecvCredit, SendCredit};
 use rmicro_core::transport::EncodedResponse;
-use rmicro_core::transport::{CallHead, ClientCall, Connection, MessageSink, MessageSource};
+use rmicro_core::transport::{CallHead, ClientCall, Connection};
 use rmicro_core::{Error, Result};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::frame::{
-    self, CONTENT_TYPE, CREDIT, ENDPOINT, KIND, LAST, REFUSED, REPLY, SERVICE, STREAM, TIMEOUT, header,
-};
+use crate::frame::{self, CONTENT_TYPE, CREDIT, ENDPOINT, KIND, REFUSED, REPLY, SERVICE, STREAM, TIMEOUT, header};
 use crate::{nats_error, too_large, unary};
+use call::{Responses, Sink};
 
 /// What arrives for a call.
 #[derive(Debug)]
@@ -316,134 +318,8 @@ impl Drop for Awaiting<'_> {
     }
 }
 
-struct Sink {
-    client: Client,
-    open_subject: Subject,
-    frames_subject: String,
-    reply: String,
-    /// For a unary call: the open frame, sent with the request when the call is closed.
-    open: Option<HeaderMap>,
-    pending: Option<Bytes>,
-    credit: SendCredit,
-    max: usize,
-}
-
-impl std::fmt::Debug for Sink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sink").field("frames", &self.frames_subject).finish_non_exhaustive()
-    }
-}
-
-#[async_trait]
-impl MessageSink for Sink {
-    async fn send(&mut self, message: Bytes) -> Result<()> {
-        if message.len() > self.max {
-            return Err(too_large(message.len(), self.max));
-        }
-        if self.open.is_some() {
-            if self.pending.replace(message).is_some() {
-                return Err(Error::bad_request("a unary call carries one request message"));
-            }
-            return Ok(());
-        }
-        self.credit.take().await?;
-        self.client
-            .publish_with_headers(self.frames_subject.clone(), frame::kind("msg"), message)
-            .await
-            .map_err(|e| nats_error("sending a message", e))
-    }
-
-    async fn close(&mut self) -> Result<()> {
-        match self.open.take() {
-            Some(mut open) => {
-                open.insert(LAST, "1");
-                let body = self.pending.take().unwrap_or_default();
-                self.client
-                    .publish_with_reply_and_headers(self.open_subject.clone(), self.reply.clone(), open, body)
-                    .await
-                    .map_err(|e| nats_error("sending a call", e).unsent())
-            }
-            None => self
-                .client
-                .publish_with_headers(self.frames_subject.clone(), frame::kind("close"), Bytes::new())
-                .await
-                .map_err(|e| nats_error("closing a stream", e)),
-        }
-    }
-}
-
-struct Responses {
-    rx: mpsc::UnboundedReceiver<Inbound>,
-    header: Option<Metadata>,
-    done: bool,
-    stream: bool,
-    window: RecvCredit,
-    client: Client,
-    frames_subject: String,
-    number: u64,
-    calls: Arc<Calls>,
-    max: usize,
-}
-
-impl std::fmt::Debug for Responses {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Responses").field("call", &self.number).finish_non_exhaustive()
-    }
-}
-
-#[async_trait]
-impl MessageSource for Responses {
-    async fn recv(&mut self) -> Result<Option<Bytes>> {
-        if self.done {
-            return Ok(None);
-        }
-        loop {
-            match self.rx.recv().await {
-                Some(Inbound::Header(metadata)) => self.header = Some(metadata),
-                Some(Inbound::Message(message)) if message.len() > self.max => {
-                    return Err(too_large(message.len(), self.max));
-                }
-                Some(Inbound::Message(message)) => {
-                    self.header.get_or_insert_with(Metadata::new);
-                    if let Some(more) = self.window.consumed().filter(|_| self.stream) {
-                        let mut credit = frame::kind("credit");
-                        credit.insert(CREDIT, more.to_string().as_str());
-                        let _ =
-                            self.client.publish_with_headers(self.frames_subject.clone(), credit, Bytes::new()).await;
-                    }
-                    return Ok(Some(message));
-                }
-                Some(Inbound::End(status)) => {
-                    self.done = true;
-                    self.header.get_or_insert_with(Metadata::new);
-                    return status.map(|()| None);
-                }
-                None => {
-                    self.done = true;
-                    return Err(Error::unavailable("the connection to NATS was lost"));
-                }
-            }
-        }
-    }
-
-    fn header(&self) -> Option<&Metadata> {
-        self.header.as_ref()
-    }
-}
-
-/// A call dropped before its end is cancelled on the server, and forgotten here.
-impl Drop for Responses {
-    fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        self.calls.lock().remove(&self.number);
-        cancel(&self.client, self.frames_subject.clone());
-    }
-}
-
 /// Tells the server, from a call's destructor, that its caller gave up on it.
-fn cancel(client: &Client, frames_subject: String) {
+pub(super) fn cancel(client: &Client, frames_subject: String) {
     let client = client.clone();
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         runtime.spawn(async move {
