@@ -19,7 +19,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use rmicro_core::registry::ServiceRecord;
+use rmicro_core::registry::{Node, ServiceRecord};
 use rmicro_core::{Code, Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -177,14 +177,15 @@ pub(crate) fn check_id(node: &str) -> String {
     format!("service:{node}")
 }
 
-/// The registration of `service` (one node).
+/// The registration of `node` of `service`, carrying the service's record with that node only.
 pub(crate) fn registration(
     service: &ServiceRecord,
+    node: &Node,
     ttl: Option<Duration>,
     deregister_after: Duration,
 ) -> Result<Registration> {
-    let node = service.nodes.first().ok_or_else(|| Error::bad_request("a registration needs a node"))?;
-    let record = serde_json::to_vec(service).map_err(|e| Error::internal(format!("encoding {}: {e}", service.name)))?;
+    let one = ServiceRecord { nodes: vec![node.clone()], ..service.clone() };
+    let record = serde_json::to_vec(&one).map_err(|e| Error::internal(format!("encoding {}: {e}", service.name)))?;
     let (address, port) = match node.address.rsplit_once(':') {
         Some((host, port)) => (host.to_owned(), port.parse().unwrap_or(0)),
         None => (node.address.clone(), 0),
@@ -214,7 +215,7 @@ pub(crate) fn record(service: &AgentService) -> Option<ServiceRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rmicro_core::registry::{Endpoint, Node};
+    use rmicro_core::registry::Endpoint;
 
     #[test]
     fn a_record_survives_the_tags() {
@@ -225,7 +226,8 @@ mod tests {
             endpoints: vec![Endpoint { name: "Pay.Charge".into(), ..Endpoint::default() }],
             nodes: vec![Node { id: "pay-1".into(), address: "10.0.0.7:8080".into(), ..Node::default() }],
         };
-        let reg = registration(&service, Some(Duration::from_millis(1500)), Duration::from_secs(60)).unwrap();
+        let reg = registration(&service, &service.nodes[0], Some(Duration::from_millis(1500)), Duration::from_secs(60))
+            .unwrap();
         assert_eq!((reg.address.as_str(), reg.port), ("10.0.0.7", 8080));
         assert_eq!(reg.check.as_ref().unwrap().ttl.as_deref(), Some("2s"));
         let agent = AgentService { id: reg.id.clone(), service: reg.name.clone(), tags: Some(reg.tags.clone()) };

@@ -64,6 +64,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use http::Method;
+use rmicro_core::raw::check_registration;
 use rmicro_core::raw::plugin::{Build, Plugin, Setting};
 use rmicro_core::registry::{Registry, ServiceRecord, Watcher};
 use rmicro_core::{Code, Error, Result};
@@ -152,15 +153,9 @@ impl Registry for ConsulRegistry {
     }
 
     async fn register(&self, service: &ServiceRecord, ttl: Option<Duration>) -> Result<()> {
-        if service.name.is_empty() {
-            return Err(Error::bad_request("a service needs a name to be registered"));
-        }
+        check_registration(service)?;
         for node in &service.nodes {
-            if node.id.is_empty() {
-                return Err(Error::bad_request(format!("node at {:?} has no id", node.address)));
-            }
-            let one = ServiceRecord { nodes: vec![node.clone()], ..service.clone() };
-            self.register_node(registration(&one, ttl, self.deregister_after)?).await?;
+            self.register_node(registration(service, node, ttl, self.deregister_after)?).await?;
         }
         Ok(())
     }

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use http::Method;
 use rmicro_core::Result;
-use rmicro_core::registry::{Event, EventKind, ServiceRecord};
+use rmicro_core::raw::{changes, send_changes};
+use rmicro_core::registry::{Event, ServiceRecord};
 use tokio::sync::mpsc;
 
 use crate::api::{Api, HealthEntry, record};
@@ -68,24 +69,10 @@ pub(crate) async fn service(
             }
         };
         index = next_index(index, returned);
-        let mut changes = Vec::new();
-        for (id, node) in &now {
-            match known.get(id) {
-                None => changes.push(Event { kind: EventKind::Create, service: node.clone() }),
-                Some(old) if old != node => changes.push(Event { kind: EventKind::Update, service: node.clone() }),
-                Some(_) => {}
-            }
-        }
-        for (id, node) in &known {
-            if !now.contains_key(id) {
-                changes.push(Event { kind: EventKind::Delete, service: node.clone() });
-            }
-        }
+        let changes = changes(&known, &now, |node| node);
         known = now;
-        for change in changes {
-            if events.send(Ok(change)).await.is_err() {
-                return;
-            }
+        if !send_changes(&events, changes).await {
+            return;
         }
     }
 }

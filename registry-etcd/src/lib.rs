@@ -66,6 +66,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::{Client, ConnectOptions, GetOptions, PutOptions};
+use rmicro_core::raw::check_registration;
 use rmicro_core::raw::plugin::{Build, Plugin, Setting};
 use rmicro_core::registry::{Registry, ServiceRecord, Watcher};
 use rmicro_core::{Code, Error, Result};
@@ -266,13 +267,8 @@ impl Registry for EtcdRegistry {
     }
 
     async fn register(&self, service: &ServiceRecord, ttl: Option<Duration>) -> Result<()> {
-        if service.name.is_empty() {
-            return Err(Error::bad_request("a service needs a name to be registered"));
-        }
+        check_registration(service)?;
         for node in &service.nodes {
-            if node.id.is_empty() {
-                return Err(Error::bad_request(format!("node at {:?} has no id", node.address)));
-            }
             let one = ServiceRecord { nodes: vec![node.clone()], ..service.clone() };
             let value =
                 serde_json::to_vec(&one).map_err(|e| Error::internal(format!("encoding {}: {e}", service.name)))?;

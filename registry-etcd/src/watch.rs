@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use etcd_client::{Client, EventType, GetOptions, WatchOptions};
 use futures::StreamExt;
+use rmicro_core::raw::{changes, send_changes};
 use rmicro_core::registry::{Event, EventKind, ServiceRecord, Watcher};
 use rmicro_core::{Error, Result};
 use tokio::sync::mpsc;
@@ -139,26 +140,9 @@ async fn resync(
             Err(e) => tracing::debug!(%prefix, error = %e, "etcd still unreachable"),
         }
     };
-    let mut changes = Vec::new();
-    for (key, seen) in &now {
-        match known.get(key) {
-            None => changes.push(Event { kind: EventKind::Create, service: seen.service.clone() }),
-            Some(old) if old != seen => changes.push(Event { kind: EventKind::Update, service: seen.service.clone() }),
-            Some(_) => {}
-        }
-    }
-    for (key, seen) in known.iter() {
-        if !now.contains_key(key) {
-            changes.push(Event { kind: EventKind::Delete, service: seen.service.clone() });
-        }
-    }
+    let changes = changes(known, &now, |seen| &seen.service);
     tracing::debug!(%prefix, listed_at, changes = changes.len(), "re-listed after the watch broke");
     *known = now;
     *revision = listed_at;
-    for change in changes {
-        if events.send(Ok(change)).await.is_err() {
-            return false;
-        }
-    }
-    true
+    send_changes(events, changes).await
 }

@@ -61,8 +61,8 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rmicro_core::raw::broadcast_watcher;
 use rmicro_core::raw::plugin::{Build, Plugin, Setting};
+use rmicro_core::raw::{broadcast_watcher, check_registration};
 use rmicro_core::registry::{Event, EventKind, Registry, ServiceRecord, Watcher};
 use rmicro_core::{Error, Result};
 use tokio::sync::{OnceCell, broadcast};
@@ -317,12 +317,7 @@ impl Registry for MdnsRegistry {
     }
 
     async fn register(&self, service: &ServiceRecord, ttl: Option<Duration>) -> Result<()> {
-        if service.name.is_empty() {
-            return Err(Error::bad_request("a service needs a name to be registered"));
-        }
-        if let Some(node) = service.nodes.iter().find(|n| n.id.is_empty()) {
-            return Err(Error::bad_request(format!("node at {:?} has no id", node.address)));
-        }
+        check_registration(service)?;
         let entries = per_node(service);
         let now = Instant::now();
         let due = now + ttl.unwrap_or(DEFAULT_TTL / 2);

@@ -5,12 +5,16 @@ mod credit;
 mod listener;
 pub mod plugin;
 
+mod registration;
+mod relist;
 mod subscription;
 mod watch;
 
 pub use arrivals::{Accepting, Arrival, Arrivals, arrivals};
 pub use credit::{RecvCredit, STREAM_GRANT, STREAM_WINDOW, SendCredit};
 pub use listener::{AcceptLoop, Listening, QueueListener, SHUTDOWN_GRACE};
+pub use registration::check_registration;
+pub use relist::{changes, send_changes};
 pub use subscription::{WorkerSubscription, handle_safely, settle_channel};
 pub use watch::broadcast_watcher;
 

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::{Capabilities, Event, EventKind, Node, Registry, ServiceRecord, Watcher};
 use crate::error::{Error, Result};
-use crate::raw::broadcast_watcher;
+use crate::raw::{broadcast_watcher, check_registration};
 
 const WATCH_BUFFER: usize = 1024;
 
@@ -138,12 +138,7 @@ impl Registry for MemoryRegistry {
     }
 
     async fn register(&self, service: &ServiceRecord, ttl: Option<Duration>) -> Result<()> {
-        if service.name.is_empty() {
-            return Err(Error::bad_request("a service needs a name to be registered"));
-        }
-        if let Some(node) = service.nodes.iter().find(|n| n.id.is_empty()) {
-            return Err(Error::bad_request(format!("node at {:?} has no id", node.address)));
-        }
+        check_registration(service)?;
         if ttl.is_some() {
             self.start_reaper();
         }

@@ -115,7 +115,8 @@ pub trait Registry: Send + Sync + fmt::Debug + 'static {
         Capabilities::default()
     }
     /// Adds (or refreshes) the nodes of `service`. With a TTL, a node not registered again within
-    /// it is removed as if deregistered.
+    /// it is removed as if deregistered. A service without a name, or a node without an id or an
+    /// address, is a [`Code::BadRequest`](crate::Code::BadRequest) and registers nothing.
     async fn register(&self, service: &ServiceRecord, ttl: Option<Duration>) -> Result<()>;
     /// Removes the nodes of `service`. Removing nodes that are not there is not an error.
     async fn deregister(&self, service: &ServiceRecord) -> Result<()>;

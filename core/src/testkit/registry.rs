@@ -35,7 +35,8 @@ macro_rules! registry_conformance {
             watch_filters_by_service,
             ttl_lapse_removes_node,
             watch_sees_expiry,
-            renewal_keeps_node_alive
+            renewal_keeps_node_alive,
+            invalid_registration_registers_nothing
         );
     };
 }
@@ -249,4 +250,25 @@ pub async fn renewal_keeps_node_alive(registry: Arc<dyn Registry>) {
     }
     assert_eq!(node_ids(&*registry, &name).await, vec![svc.nodes[0].id.clone()], "renewed node must still be there");
     registry.deregister(&svc).await.unwrap();
+}
+
+/// A registration with a node without an id, or of a service without a name, is a
+/// `BadRequest` and registers nothing: not even the valid nodes before the bad one.
+pub async fn invalid_registration_registers_nothing(registry: Arc<dyn Registry>) {
+    let name = unique("reg-invalid");
+    let good = service(&name, "1.0.0", &unique("node"));
+    let mut half = good.clone();
+    half.nodes.push(Node { id: String::new(), address: "127.0.0.1:10999".into(), metadata: BTreeMap::new() });
+    let err = registry.register(&half, None).await.unwrap_err();
+    assert_eq!(err.code, Code::BadRequest, "{err}");
+    let found = registry.get_service(&name).await;
+    registry.deregister(&good).await.unwrap();
+    match found {
+        Ok(services) => {
+            assert!(services.iter().all(|s| s.nodes.is_empty()), "registered despite the error: {services:?}")
+        }
+        Err(e) => assert_eq!(e.code, Code::NotFound, "{e}"),
+    }
+    let err = registry.register(&service("", "1.0.0", &unique("node")), None).await.unwrap_err();
+    assert_eq!(err.code, Code::BadRequest, "{err}");
 }
