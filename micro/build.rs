@@ -35,14 +35,14 @@ fn main() {
     println!("cargo:rerun-if-changed=Cargo.toml");
 }
 
-/// The features of the manifest's `default = [...]` line, as crate names.
+/// The manifest's default features, as crate names.
 fn default_features() -> Vec<String> {
     let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".to_owned());
     let text = std::fs::read_to_string(std::path::Path::new(&manifest).join("Cargo.toml")).unwrap_or_default();
-    let Some(line) = text.lines().find_map(|line| line.trim().strip_prefix("default = [")) else { return Vec::new() };
-    line.trim_end_matches(']')
-        .split(',')
-        .map(|f| f.trim().trim_matches('"').replace('-', "_"))
-        .filter(|f| !f.is_empty())
-        .collect()
+    let manifest: toml::Table = match text.parse() {
+        Ok(manifest) => manifest,
+        Err(e) => panic!("rmicro's Cargo.toml does not parse: {e}"),
+    };
+    let defaults = manifest.get("features").and_then(|f| f.get("default")).and_then(toml::Value::as_array);
+    defaults.into_iter().flatten().filter_map(toml::Value::as_str).map(|f| f.replace('-', "_")).collect()
 }

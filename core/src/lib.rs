@@ -46,7 +46,8 @@ pub mod wrapper;
 
 pub use error::{Code, Error, Result};
 
-/// The names most programs use.
+/// The names most service authors use: the service, client, server and context, errors,
+/// the layers and the node-choice strategies. Backend authors find theirs in [`raw`].
 pub mod prelude {
     pub use crate::broker::{AckMode, Broker, SubscribeOptions};
     pub use crate::client::{Call, Client, FailMode, Response, Streaming};
@@ -55,8 +56,12 @@ pub mod prelude {
     pub use crate::error::{Code, Error};
     pub use crate::metadata::Metadata;
     pub use crate::registry::Registry;
+    pub use crate::selector::{
+        BreakerPolicy, Closest, ConsistentHash, PowerOfTwoChoices, Random, RegistrySelector, RoundRobin,
+        WeightedRoundRobin,
+    };
     pub use crate::server::{Server, ServerStream};
     pub use crate::service::Service;
     pub use crate::transport::Transport;
-    pub use crate::wrapper::{Next, TraceLayer, from_fn};
+    pub use crate::wrapper::{AuthLayer, ConcurrencyLimitLayer, Next, RateLimitLayer, TokenLayer, TraceLayer, from_fn};
 }

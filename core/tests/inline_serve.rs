@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use rmicro_core::Result;
 use rmicro_core::prelude::*;
-use rmicro_core::raw::{Accepting, Arrivals, arrivals};
+use rmicro_core::raw::{Arrivals, CallQueue, arrivals};
 use rmicro_core::transport::{CallHead, Connection, IncomingCall, Listener, Reply, Requests, ServeCalls};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 /// A transport whose one listener takes the calls the test hands to [`Arrivals`].
 #[derive(Debug)]
 struct HandOver {
-    accepting: Mutex<Option<Accepting>>,
+    accepting: Mutex<Option<CallQueue>>,
 }
 
 #[async_trait]
@@ -40,7 +40,7 @@ impl Transport for HandOver {
 
 #[derive(Debug)]
 struct HandOverListener {
-    accepting: Accepting,
+    accepting: CallQueue,
 }
 
 #[async_trait]
@@ -125,7 +125,7 @@ fn call_to(endpoint: &str, request: &'static [u8], reply: Box<dyn Reply>) -> Inc
 /// A started server of `Echo.Call` (answers at once) and `Echo.Wait` (answers after 20 ms) on
 /// a transport whose calls the test hands to the returned [`Arrivals`].
 async fn echo_server() -> (Arrivals, Server) {
-    let (calls, accepting): (Arrivals, Accepting) = arrivals(8);
+    let (calls, accepting): (Arrivals, CallQueue) = arrivals(8);
     let transport = HandOver { accepting: Mutex::new(Some(accepting)) };
     let server = Server::builder("echo").transport(Arc::new(transport)).build();
     server.handle("Echo.Call", |_ctx, request: Opaque| async move { Ok(request) });

@@ -36,7 +36,6 @@ use rmicro_core::raw::plugin::{self, Kind, Plugin, Settings, normalize_key};
 use rmicro_core::registry::Registry;
 use rmicro_core::selector::{Closest, PowerOfTwoChoices, Random, RegistrySelector, RoundRobin, WeightedRoundRobin};
 use rmicro_core::server::ServerBuilder;
-use rmicro_core::service::{Service, ServiceBuilder};
 use rmicro_core::transport::Transport;
 use rmicro_core::{Error, Result};
 
@@ -96,7 +95,31 @@ impl Options {
     /// to, is an error.
     pub fn from_env_and_args(args: impl IntoIterator<Item = String>) -> Result<Options> {
         let flags = parse_flags(args)?;
-        Options::from_settings(Settings::from_env().overlaid(&flags))
+        let options = Options::from_settings(Settings::from_env().overlaid(&flags))?;
+        options.check_flags_are_read(&flags)?;
+        Ok(options)
+    }
+
+    /// A flag for a backend these options do not choose (`--transport_tls_cert` with the
+    /// in-memory transport) would be ignored: it is an error, so a deployment never runs
+    /// without the TLS or credentials it asked for.
+    fn check_flags_are_read(&self, flags: &Settings) -> Result<()> {
+        for kind in [Kind::Transport, Kind::Registry, Kind::Broker] {
+            let plugin = self.plugin(kind)?;
+            let prefix = format!("{kind}_");
+            for key in flags.keys().filter_map(|key| key.strip_prefix(&prefix)) {
+                if !plugin.all_settings().any(|setting| setting.key == key) {
+                    let reads: Vec<&str> = plugin.all_settings().map(|setting| setting.key).collect();
+                    return Err(Error::bad_request(format!(
+                        "--{prefix}{key} is not read by the {} {kind}, which reads: {}",
+                        self.backend_name(kind)?,
+                        reads.join(", ")
+                    ))
+                    .with_id("rmicro.config"));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Options from `settings` as they are.
@@ -118,22 +141,28 @@ impl Options {
         Options { settings: self.settings.with(key, value) }
     }
 
-    /// The name of the backend of `kind` these options choose.
-    pub fn backend_name(&self, kind: Kind) -> Result<&'static str> {
-        Ok(self.plugin(kind)?.names.first().copied().unwrap_or_default())
+    /// The name of the backend of `kind` these options choose, as they name it (`jetstream`),
+    /// or the default's own.
+    pub fn backend_name(&self, kind: Kind) -> Result<String> {
+        let plugin = self.plugin(kind)?;
+        Ok(self
+            .settings
+            .get(kind.as_str())
+            .map_or_else(|| plugin.names.first().copied().unwrap_or_default().to_owned(), normalize_key))
     }
 
     /// The plugin of the backend of `kind` these options choose.
     pub fn plugin(&self, kind: Kind) -> Result<&'static Plugin> {
         let of_kind = || plugins().filter(move |p| p.kind() == kind);
-        let Some(name) = self.settings.get(kind.as_str()) else {
+        let Some(name) = self.settings.get(kind.as_str()).map(|name| name.trim().to_ascii_lowercase()) else {
             let default = crate::DEFAULTS.iter().copied().find(|p| p.kind() == kind).or_else(|| of_kind().next());
             return default.ok_or_else(|| Error::internal(format!("no {kind} is compiled in")));
         };
-        of_kind().find(|p| p.answers_to(name)).ok_or_else(|| {
+        of_kind().find(|p| p.answers_to(&name)).ok_or_else(|| {
             let names: Vec<&str> = of_kind().flat_map(|p| p.names.iter().copied()).collect();
             Error::bad_request(format!(
-                "{kind} {name:?} is not compiled in (this build has: {}); if rmicro has it, enable the rmicro feature \"{kind}-{name}\"",
+                "{kind} {name:?} is not compiled in (this build has: {}); enable the rmicro feature of the backend \
+                 that provides it, named {kind}-<backend> (e.g. \"{kind}-{name}\")",
                 names.join(", ")
             ))
             .with_id("rmicro.config")
@@ -153,18 +182,6 @@ impl Options {
     /// The broker the options name; brokers that find subscribers through the registry use `registry`.
     pub async fn broker(&self, registry: &Arc<dyn Registry>) -> Result<Arc<dyn Broker>> {
         self.plugin(Kind::Broker)?.build_broker(self.settings.scoped(Kind::Broker), registry.clone()).await
-    }
-
-    /// A service builder with the chosen backends and the server's and client's settings.
-    pub async fn service(&self, name: &str) -> Result<ServiceBuilder> {
-        let transport = self.transport().await?;
-        let registry = self.registry().await?;
-        let broker = self.broker(&registry).await?;
-        let name = self.settings.get("server_name").unwrap_or(name);
-        let builder = Service::builder(name).transport(transport).registry(registry.clone()).broker(broker);
-        let server = self.server_settings()?;
-        let client = self.client_settings(registry)?;
-        Ok(builder.server(server).client(client))
     }
 
     /// A client on the chosen backends with the client's settings, for a program that calls
@@ -291,7 +308,9 @@ fn parse_flags(args: impl IntoIterator<Item = String>) -> Result<Settings> {
         let (key, value) = match flag.split_once('=') {
             Some((key, value)) => (key.to_owned(), value.to_owned()),
             None => {
-                let value = args.next().ok_or_else(|| Error::bad_request(format!("--{flag} needs a value")))?;
+                let value = args
+                    .next()
+                    .ok_or_else(|| Error::bad_request(format!("--{flag} needs a value")).with_id("rmicro.config"))?;
                 (flag.to_owned(), value)
             }
         };
@@ -344,7 +363,7 @@ mod tests {
     #[test]
     fn a_backend_not_compiled_in_names_its_feature() {
         let err = Options::from_settings(Settings::new().with("transport", "smoke-signals")).unwrap_err();
-        assert!(err.detail.contains("enable the rmicro feature \"transport-smoke-signals\""), "{err}");
+        assert!(err.detail.contains("(e.g. \"transport-smoke-signals\")"), "{err}");
         assert!(err.detail.contains("memory"), "{err}");
     }
 
@@ -356,6 +375,17 @@ mod tests {
             for setting in plugin.all_settings() {
                 assert!(keys.contains(&format!("{}_{}", plugin.kind(), setting.key)));
             }
+        }
+    }
+
+    #[test]
+    fn a_flag_for_a_backend_not_chosen_is_refused() {
+        let err = Options::from_env_and_args(args(&["--transport=memory", "--transport_address=x"])).unwrap();
+        assert_eq!(err.settings().get("transport_address"), Some("x"), "address is every backend's");
+        if known_keys().iter().any(|k| k == "transport_tls_cert") {
+            let err =
+                Options::from_env_and_args(args(&["--transport=memory", "--transport_tls_cert=c.pem"])).unwrap_err();
+            assert!(err.detail.contains("--transport_tls_cert is not read by the memory transport"), "{err}");
         }
     }
 

@@ -26,7 +26,7 @@ use crate::config::Options;
 /// use rmicro::prelude::*;
 ///
 /// # async fn demo() -> Result<(), Error> {
-/// let service = Service::builder("pinger").in_memory().args(Vec::new()).build().await?;
+/// let service = Service::builder("pinger").in_memory().build().await?;
 /// service.server().handle("Pinger.Ping", |_ctx, n: Json<u32>| async move { Ok(Json(n.0 + 1)) });
 /// service.start().await?;
 /// # service.stop().await
@@ -200,7 +200,9 @@ impl ServiceBuilder {
         self
     }
 
-    /// Runs on the in-memory backends of one process, whatever the settings say (for tests).
+    /// Runs on the in-memory backends of one process, whatever the settings say, and reads no
+    /// command line unless [`args`](ServiceBuilder::args) gives one: for tests, whose command
+    /// line is the test harness's.
     pub fn in_memory(mut self) -> ServiceBuilder {
         self.in_memory = true;
         self
@@ -215,7 +217,11 @@ impl ServiceBuilder {
     /// Reads the settings, connects the backends they choose, and builds the service; a flag no
     /// setting answers to, a backend not compiled in or one that cannot be reached is an error.
     pub async fn build(self) -> Result<Service> {
-        let args = self.args.unwrap_or_else(|| std::env::args().skip(1).collect());
+        let args = match self.args {
+            Some(args) => args,
+            None if self.in_memory => Vec::new(),
+            None => std::env::args().skip(1).collect(),
+        };
         let mut options = Options::from_env_and_args(args)?;
         options = Options::from_settings(self.settings.overlaid(options.settings()))?;
         if self.in_memory {

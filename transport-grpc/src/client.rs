@@ -19,7 +19,7 @@ use tonic::transport::Channel;
 use tonic::{Status, Streaming};
 
 use crate::status::from_status;
-use crate::wire::{self, GRPC_PROTO, RawCodec};
+use crate::wire::{self, GRPC_PROTO, PassThroughCodec};
 
 const STREAM_WINDOW: usize = 16;
 
@@ -95,7 +95,7 @@ impl Connection for GrpcConnection {
         let mut grpc = self.grpc();
         let answer = tokio::spawn(async move {
             grpc.ready().await.map_err(|e| Status::unavailable(format!("connection not ready: {e}")))?;
-            grpc.streaming(request, path, RawCodec).await
+            grpc.streaming(request, path, PassThroughCodec).await
         });
         Ok(ClientCall {
             requests: Box::new(RequestSink { tx: Some(tx), max: self.max }),
@@ -135,7 +135,7 @@ type UnaryAnswer = std::result::Result<tonic::Response<Bytes>, Status>;
 /// Sends one gRPC unary request once the channel is ready, and waits for its answer.
 async fn send_unary(mut grpc: Grpc<Channel>, path: PathAndQuery, request: tonic::Request<Bytes>) -> UnaryAnswer {
     grpc.ready().await.map_err(|e| Status::unavailable(format!("connection not ready: {e}")))?;
-    grpc.unary(request, path, RawCodec).await
+    grpc.unary(request, path, PassThroughCodec).await
 }
 
 /// Holds a unary call's one request until the call is closed, then sends it and hands the

@@ -28,7 +28,7 @@ use tonic::server::{Grpc, StreamingService};
 use tonic::{Status, Streaming};
 
 use crate::status::{from_status, refused, to_status};
-use crate::wire::{self, GRPC_PROTO, RawCodec};
+use crate::wire::{self, GRPC_PROTO, PassThroughCodec};
 
 const ACCEPT_BACKLOG: usize = 1024;
 const STREAM_WINDOW: usize = 16;
@@ -133,7 +133,7 @@ async fn serve(req: Request<Incoming>, calls: Arrivals, max: usize) -> std::resu
         Ok(head) => head,
         Err(status) => return Ok(status.into_http()),
     };
-    let mut grpc = Grpc::new(RawCodec).max_decoding_message_size(max).max_encoding_message_size(max);
+    let mut grpc = Grpc::new(PassThroughCodec).max_decoding_message_size(max).max_encoding_message_size(max);
     Ok(grpc.streaming(Dispatch { calls, head: Some(head) }, req).await)
 }
 

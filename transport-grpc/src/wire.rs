@@ -96,24 +96,24 @@ pub(crate) fn insert_metadata(map: &mut MetadataMap, metadata: &Metadata) {
 
 /// Passes encoded messages through untouched.
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct RawCodec;
+pub(crate) struct PassThroughCodec;
 
-impl Codec for RawCodec {
+impl Codec for PassThroughCodec {
     type Encode = Bytes;
     type Decode = Bytes;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
+    type Encoder = PassThroughCodec;
+    type Decoder = PassThroughCodec;
 
-    fn encoder(&mut self) -> RawCodec {
-        RawCodec
+    fn encoder(&mut self) -> PassThroughCodec {
+        PassThroughCodec
     }
 
-    fn decoder(&mut self) -> RawCodec {
-        RawCodec
+    fn decoder(&mut self) -> PassThroughCodec {
+        PassThroughCodec
     }
 }
 
-impl Encoder for RawCodec {
+impl Encoder for PassThroughCodec {
     type Item = Bytes;
     type Error = tonic::Status;
 
@@ -123,7 +123,7 @@ impl Encoder for RawCodec {
     }
 }
 
-impl Decoder for RawCodec {
+impl Decoder for PassThroughCodec {
     type Item = Bytes;
     type Error = tonic::Status;
 

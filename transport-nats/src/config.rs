@@ -31,8 +31,8 @@ impl fmt::Debug for NatsConfig {
         f.debug_struct("NatsConfig")
             .field("address", &self.address)
             .field("max_message_size", &self.max_message_size)
-            .field("credentials", &self.credentials.as_ref().map(|(user, _)| (user, "<hidden>")))
-            .field("token", &self.token.as_ref().map(|_| "<hidden>"))
+            .field("credentials", &self.credentials.as_ref().map(|(user, _)| (user, "<redacted>")))
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }

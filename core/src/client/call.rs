@@ -11,6 +11,7 @@ use crate::context::Context;
 use crate::metadata::Metadata;
 use crate::registry::Node;
 use crate::selector::Filter;
+use crate::wrapper::auth::AUTHORIZATION;
 
 /// Which endpoint to call and how: metadata, deadline, retries, node choice.
 ///
@@ -118,9 +119,23 @@ impl Call {
     }
 
     /// Continues the call chain of a handler: the call inherits the caller's deadline and
-    /// metadata (its own metadata wins where both set a key).
-    pub fn context(mut self, ctx: &Context) -> Call {
-        let mut metadata = ctx.metadata().clone();
+    /// all its metadata, credentials included (its own metadata wins where both set a key).
+    /// A call made while the handler runs does this by itself, but for the credentials.
+    pub fn context(self, ctx: &Context) -> Call {
+        self.continuing(ctx, ctx.metadata().clone())
+    }
+
+    /// What a call made while a handler runs takes from the incoming call without being asked:
+    /// its deadline and the metadata meant to travel, which is all of it but the caller's
+    /// `authorization`: credentials are presented to one service, not forwarded to every
+    /// service it calls (pass them on with [`Call::context`] where that is meant).
+    pub(crate) fn inherit(self, ctx: &Context) -> Call {
+        let mut travelling = ctx.metadata().clone();
+        travelling.remove(AUTHORIZATION);
+        self.continuing(ctx, travelling)
+    }
+
+    fn continuing(mut self, ctx: &Context, mut metadata: Metadata) -> Call {
         metadata.merge(&self.metadata);
         self.metadata = metadata;
         if let Some(deadline) = ctx.deadline() {

@@ -87,7 +87,7 @@ impl Client {
     ) -> Result<(Arc<dyn codec::Codec>, Vec<Arc<Node>>, ClientRequest)> {
         let codec = self.inner.codecs.get(self.content_type_of(&call))?.clone();
         let body: Bytes = codec.encode(request)?;
-        let raw = self.raw_request(call, body, Some(self.inner.timeout));
+        let raw = self.encoded_request(call, body, Some(self.inner.timeout));
         let nodes = match &raw.address {
             Some(address) => vec![node_at(address)],
             None => {

@@ -144,22 +144,22 @@ impl Client {
         call: Call,
         body: Bytes,
     ) -> impl Future<Output = Result<EncodedResponse>> + Send + use<'_> {
-        self.send(self.raw_request(call, body, Some(self.inner.timeout)))
+        self.send(self.encoded_request(call, body, Some(self.inner.timeout)))
     }
 
-    /// Sends `raw` through the client's layers, if any, and dispatch.
-    fn send(&self, raw: ClientRequest) -> impl Future<Output = Result<EncodedResponse>> + Send + use<'_> {
+    /// Sends `request` through the client's layers, if any, and dispatch.
+    fn send(&self, request: ClientRequest) -> impl Future<Output = Result<EncodedResponse>> + Send + use<'_> {
         match &self.inner.layers {
-            Some(layers) => Either::Left(layers.clone().oneshot(raw)),
-            None => Either::Right(self.inner.dispatch.dispatch(raw)),
+            Some(layers) => Either::Left(layers.clone().oneshot(request)),
+            None => Either::Right(self.inner.dispatch.dispatch(request)),
         }
     }
 
     /// The encoded form of `call`, with the client's defaults filled in; inside a handler, with
     /// what the incoming call passes on (its deadline and metadata).
-    fn raw_request(&self, call: Call, body: Bytes, default_timeout: Option<Duration>) -> ClientRequest {
+    fn encoded_request(&self, call: Call, body: Bytes, default_timeout: Option<Duration>) -> ClientRequest {
         let call = match Context::current() {
-            Some(ctx) => call.context(&ctx),
+            Some(ctx) => call.inherit(&ctx),
             None => call,
         };
         let inner = &self.inner;
@@ -189,7 +189,7 @@ impl Client {
         Resp: Message + Default,
     {
         let codec = self.inner.codecs.get(self.content_type_of(&call))?.clone();
-        let outgoing = PreparedCall::from(self.raw_request(call, Bytes::new(), None));
+        let outgoing = PreparedCall::from(self.encoded_request(call, Bytes::new(), None));
         let opened = self.inner.dispatch.open_stream(&outgoing).await?;
         Ok(Streaming::new(opened, codec, outgoing.deadline, outgoing.head.service, outgoing.head.endpoint))
     }
@@ -200,12 +200,14 @@ impl Client {
     }
 
     /// Publishes `message` with `metadata` as headers (plus `content-type` and `micro-topic`).
-    /// Inside a handler, the incoming call's metadata travels too (`metadata` wins).
+    /// Inside a handler, the incoming call's metadata travels too, but its `authorization`
+    /// (`metadata` wins).
     pub async fn publish_with<M: Message>(&self, topic: &str, message: &M, metadata: Metadata) -> Result<()> {
         let codec = self.inner.codecs.get(&self.inner.content_type)?;
         let mut headers = match Context::current() {
             Some(ctx) => {
                 let mut inherited = ctx.metadata().clone();
+                inherited.remove(crate::wrapper::auth::AUTHORIZATION);
                 inherited.merge(&metadata);
                 inherited
             }

@@ -20,16 +20,16 @@ pub struct Arrivals {
 
 /// The listener's end: the queued calls, and the switch to delivering them straight.
 #[derive(Debug)]
-pub struct Accepting {
+pub struct CallQueue {
     queue: mpsc::Receiver<IncomingCall>,
     server: Arc<OnceLock<Arc<dyn ServeCalls>>>,
 }
 
 /// A channel for incoming calls that queues up to `backlog` of them until a server takes them.
-pub fn arrivals(backlog: usize) -> (Arrivals, Accepting) {
+pub fn arrivals(backlog: usize) -> (Arrivals, CallQueue) {
     let (tx, rx) = mpsc::channel(backlog);
     let server = Arc::new(OnceLock::new());
-    (Arrivals { queue: tx, server: server.clone() }, Accepting { queue: rx, server })
+    (Arrivals { queue: tx, server: server.clone() }, CallQueue { queue: rx, server })
 }
 
 /// Room for one call, taken before the call is built so that a listener that can take no more
@@ -89,7 +89,7 @@ impl Arrival<'_> {
     }
 }
 
-impl Accepting {
+impl CallQueue {
     /// The next queued call; `None` once every [`Arrivals`] is gone.
     pub async fn accept(&mut self) -> Option<IncomingCall> {
         self.queue.recv().await

@@ -1,4 +1,4 @@
-//! The listener every transport builds: an address, the queue of calls ([`Accepting`]), and
+//! The listener every transport builds: an address, the queue of calls ([`CallQueue`]), and
 //! what the transport keeps beside them ([`Listening`]), which alone differs between transports.
 
 use std::fmt;
@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::Accepting;
+use super::CallQueue;
 use crate::transport::{IncomingCall, Listener, ServeCalls};
 
 /// How long a shutdown waits for connections to deliver what they carry.
@@ -26,18 +26,18 @@ pub trait Listening: Send + Sync + fmt::Debug + 'static {
     fn shutdown(self, address: &str) -> impl Future<Output = ()> + Send;
 }
 
-/// A [`Listener`] made of an address, the [`Accepting`] end of [`arrivals`](super::arrivals)
+/// A [`Listener`] made of an address, the [`CallQueue`] end of [`arrivals`](super::arrivals)
 /// and the transport's [`Listening`] part.
 #[derive(Debug)]
 pub struct QueueListener<L> {
     address: String,
-    calls: Accepting,
+    calls: CallQueue,
     listening: L,
 }
 
 impl<L: Listening> QueueListener<L> {
     /// The listener at `address` taking `calls`, with `listening` to stop it.
-    pub fn new(address: impl Into<String>, calls: Accepting, listening: L) -> QueueListener<L> {
+    pub fn new(address: impl Into<String>, calls: CallQueue, listening: L) -> QueueListener<L> {
         QueueListener { address: address.into(), calls, listening }
     }
 }
@@ -63,13 +63,15 @@ impl<L: Listening> Listener for QueueListener<L> {
 }
 
 /// A socket's accept loop and the connection tasks it started: what a listener on a socket
-/// keeps. Dropped, it stops accepting; shut down, it also asks every connection to finish
-/// (`closing` fires) and waits up to [`SHUTDOWN_GRACE`] for them.
+/// keeps. Dropped, it stops accepting (and, [`closing_on_drop`](AcceptLoop::closing_on_drop),
+/// closes its connections); shut down, it also asks every connection to finish (`closing`
+/// fires) and waits up to [`SHUTDOWN_GRACE`] for them.
 #[derive(Debug)]
 pub struct AcceptLoop {
     acceptor: JoinHandle<()>,
     connections: TaskTracker,
     closing: CancellationToken,
+    close_on_drop: bool,
 }
 
 impl AcceptLoop {
@@ -80,7 +82,14 @@ impl AcceptLoop {
     {
         let (connections, closing) = (TaskTracker::new(), CancellationToken::new());
         let acceptor = tokio::spawn(accept(connections.clone(), closing.clone()));
-        AcceptLoop { acceptor, connections, closing }
+        AcceptLoop { acceptor, connections, closing, close_on_drop: false }
+    }
+
+    /// Closes the connections too when dropped, for a transport whose connections should not
+    /// outlive their listener.
+    pub fn closing_on_drop(mut self) -> AcceptLoop {
+        self.close_on_drop = true;
+        self
     }
 
     /// Stops accepting connections; those open go on.
@@ -92,6 +101,9 @@ impl AcceptLoop {
 impl Drop for AcceptLoop {
     fn drop(&mut self) {
         self.acceptor.abort();
+        if self.close_on_drop {
+            self.closing.cancel();
+        }
     }
 }
 

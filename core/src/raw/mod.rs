@@ -10,7 +10,7 @@ mod relist;
 mod subscription;
 mod watch;
 
-pub use arrivals::{Accepting, Arrival, Arrivals, arrivals};
+pub use arrivals::{Arrival, Arrivals, CallQueue, arrivals};
 pub use credit::{RecvCredit, STREAM_GRANT, STREAM_WINDOW, SendCredit};
 pub use listener::{AcceptLoop, Listening, QueueListener, SHUTDOWN_GRACE};
 pub use registration::check_registration;

@@ -92,6 +92,7 @@ impl<T, F: Future<Output = Result<T>>> Future for BoundedCall<'_, F> {
                 }
             }
             ready!(watching.stopped.poll(cx));
+            this.cancel.cancel();
             return Poll::Ready(Err(Error::unavailable("the server stopped before the call finished")));
         }
     }
@@ -115,6 +116,16 @@ mod tests {
         assert_eq!(ended.unwrap_err().code, Code::DeadlineExceeded);
         assert!(cancel.is_cancelled(), "the call is cancelled at its deadline");
         assert!(Instant::now() >= deadline, "not before it");
+    }
+
+    #[tokio::test]
+    async fn a_stop_ends_and_cancels_work_that_waits() {
+        let (cancel, stop) = (CancellationToken::new(), CancellationToken::new());
+        stop.cancel();
+        let never = std::future::pending::<Result<()>>();
+        let ended = BoundedCall::new("test", None, &cancel, &stop, never).await;
+        assert_eq!(ended.unwrap_err().code, Code::Unavailable);
+        assert!(cancel.is_cancelled(), "what the handler started with the call's token stops too");
     }
 
     #[tokio::test]

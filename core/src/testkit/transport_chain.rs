@@ -19,8 +19,9 @@ const SETTLE: Duration = Duration::from_secs(10);
 /// What C's handler saw of a call.
 #[derive(Debug)]
 enum Seen {
-    /// C answered at once, with this much of the deadline left and this `x-chain` metadata.
-    Answered { remaining: Option<Duration>, chain: Option<String> },
+    /// C answered at once, with this much of the deadline left and this `x-chain` and
+    /// `authorization` metadata.
+    Answered { remaining: Option<Duration>, chain: Option<String>, authorization: Option<String> },
     /// C's handler was running and waiting.
     Waiting,
     /// C's handler was dropped before it answered; the call's context goes with it.
@@ -39,6 +40,11 @@ impl Drop for EndReport {
     }
 }
 
+fn answered(ctx: &crate::context::Context) -> Seen {
+    let metadata = |key| ctx.metadata().get(key).map(str::to_owned);
+    Seen::Answered { remaining: ctx.remaining(), chain: metadata("x-chain"), authorization: metadata("authorization") }
+}
+
 /// A second listen address beside `base`: a Unix socket path needs one of its own, a port of 0
 /// or a transport's own choice does not.
 fn address_beside(base: &str, tag: &str) -> String {
@@ -54,7 +60,7 @@ fn service(t: &TransportUnderTest, registry: &Arc<dyn Registry>, name: &str) -> 
 }
 
 /// A's handler calls B, B's handler calls C, each with a plain call: C sees the first call's
-/// remaining deadline and metadata, for a unary chain and for B opening a stream to C; and a
+/// remaining deadline and metadata (but its `authorization`), for a unary chain and for B opening a stream to C; and a
 /// first call dropped midway cancels C's handler.
 pub async fn a_call_chain_carries_deadline_metadata_and_cancellation(t: TransportUnderTest) {
     let registry: Arc<dyn Registry> = Arc::new(MemoryRegistry::new());
@@ -67,8 +73,7 @@ pub async fn a_call_chain_carries_deadline_metadata_and_cancellation(t: Transpor
         let report = report.clone();
         async move {
             if !hang.0 {
-                let chain = ctx.metadata().get("x-chain").map(str::to_owned);
-                let _ = report.send(Seen::Answered { remaining: ctx.remaining(), chain });
+                let _ = report.send(answered(&ctx));
                 return Ok(Json(true));
             }
             let _ = report.send(Seen::Waiting);
@@ -83,8 +88,7 @@ pub async fn a_call_chain_carries_deadline_metadata_and_cancellation(t: Transpor
         let report = report.clone();
         async move {
             while stream.recv().await?.is_some() {
-                let chain = ctx.metadata().get("x-chain").map(str::to_owned);
-                let _ = report.send(Seen::Answered { remaining: ctx.remaining(), chain });
+                let _ = report.send(answered(&ctx));
                 stream.send(&Json(true)).await?;
             }
             Ok(())
@@ -123,7 +127,8 @@ pub async fn a_call_chain_carries_deadline_metadata_and_cancellation(t: Transpor
         let call = Call::new(&names[0], "Chain.A")
             .content_type("application/json")
             .timeout(timeout)
-            .metadata("x-chain", "from-the-caller");
+            .metadata("x-chain", "from-the-caller")
+            .metadata("authorization", "Bearer for-a-only");
         let caller = caller.clone();
         let mode = Json(mode.to_owned());
         async move { caller.call::<_, Json<bool>>(call, &mode).await }
@@ -131,13 +136,14 @@ pub async fn a_call_chain_carries_deadline_metadata_and_cancellation(t: Transpor
     for mode in ["unary", "stream"] {
         assert!(first(mode, Duration::from_millis(300)).await.unwrap().into_inner().0, "{mode} chain answered");
         match tokio::time::timeout(SETTLE, seen.recv()).await.unwrap().unwrap() {
-            Seen::Answered { remaining, chain } => {
+            Seen::Answered { remaining, chain, authorization } => {
                 let remaining = remaining.unwrap_or_else(|| panic!("{mode}: C saw no deadline"));
                 assert!(
                     remaining < Duration::from_millis(300) && !remaining.is_zero(),
                     "{mode}: C had {remaining:?} left"
                 );
                 assert_eq!(chain.as_deref(), Some("from-the-caller"), "{mode}: the caller's metadata reached C");
+                assert_eq!(authorization, None, "{mode}: the caller's credentials stayed with A");
             }
             other => panic!("{mode}: C saw {other:?}"),
         }

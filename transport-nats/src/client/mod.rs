@@ -55,7 +55,10 @@ impl Calls {
         for (_, route) in self.lock().drain() {
             let error = Error::unavailable(why.to_owned());
             match route {
-                Route::Stream(frames, _) => drop(frames.send(Inbound::End(Err(error)))),
+                Route::Stream(frames, credit) => {
+                    credit.close();
+                    drop(frames.send(Inbound::End(Err(error))))
+                }
                 Route::Unary(answer) => drop(answer.send(Err(error))),
             }
         }
@@ -166,7 +169,8 @@ async fn route(mut replies: async_nats::Subscriber, calls: Arc<Calls>, node: Str
                 }
                 Some("end") => {
                     let metadata = frame::metadata_from(headers);
-                    let Some(Route::Stream(frames, _)) = calls.lock().remove(&number) else { continue };
+                    let Some(Route::Stream(frames, credit)) = calls.lock().remove(&number) else { continue };
+                    credit.close();
                     let _ = frames.send(Inbound::Header(metadata));
                     if header(headers, REPLY) == Some("1") {
                         let _ = frames.send(Inbound::Message(message.payload.clone()));
@@ -191,7 +195,9 @@ async fn route(mut replies: async_nats::Subscriber, calls: Arc<Calls>, node: Str
                 _ => None,
             };
             if ended {
-                calls.remove(&number);
+                if let Some(Route::Stream(_, credit)) = calls.remove(&number) {
+                    credit.close();
+                }
             }
             frames
         };

@@ -13,11 +13,11 @@ use std::time::Duration;
 
 use async_nats::{Client, Subject};
 use futures::StreamExt;
-use rmicro_core::Error;
-use rmicro_core::Result;
+use rmicro_core::codec::DEFAULT_CONTENT_TYPE;
 use rmicro_core::metadata::Metadata;
 use rmicro_core::raw::{Arrivals, Listening, QueueListener, RecvCredit, SHUTDOWN_GRACE, SendCredit};
 use rmicro_core::transport::{CallHead, IncomingCall, Requests};
+use rmicro_core::{Error, Result};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -166,7 +166,7 @@ async fn open(client: &Arc<Client>, message: async_nats::Message, incoming: &Arr
     let head = CallHead {
         service: header(headers, SERVICE).unwrap_or_default().to_owned(),
         endpoint: header(headers, ENDPOINT).unwrap_or_default().to_owned(),
-        content_type: header(headers, CONTENT_TYPE).unwrap_or("application/protobuf").to_owned(),
+        content_type: header(headers, CONTENT_TYPE).unwrap_or(DEFAULT_CONTENT_TYPE).to_owned(),
         metadata: frame::metadata_from(headers),
         timeout: header(headers, TIMEOUT).and_then(frame::parse_timeout),
         stream: header(headers, STREAM) == Some("1"),

@@ -96,7 +96,10 @@ impl Shared {
             let ended = Ended { header: Metadata::new(), reply: None, status: Err(unavailable(why.to_owned())) };
             match route {
                 Route::Unary(done) => drop(done.send(ended)),
-                Route::Stream { events, .. } => drop(events.send(Event::End(ended))),
+                Route::Stream { events, credit } => {
+                    credit.close();
+                    drop(events.send(Event::End(ended)))
+                }
             }
         }
     }
@@ -178,7 +181,10 @@ impl Shared {
                 let ended = Ended { header, reply, status };
                 match self.routes().calls.remove(&call) {
                     Some(Route::Unary(done)) => drop(done.send(ended)),
-                    Some(Route::Stream { events, .. }) => drop(events.send(Event::End(ended))),
+                    Some(Route::Stream { events, credit }) => {
+                        credit.close();
+                        drop(events.send(Event::End(ended)))
+                    }
                     None => {}
                 }
             }

@@ -89,7 +89,8 @@ pub(crate) async fn listen(address: &str, max: usize, tls: Option<TlsAcceptor>) 
     let state = Arc::new(ListenerState { max, refusing: AtomicBool::new(false), live: AtomicUsize::new(0) });
     let (calls, incoming) = rmicro_core::raw::arrivals(1024);
     let shared = state.clone();
-    let accepting = AcceptLoop::spawn(|connections, closing| accept(socket, tls, shared, calls, connections, closing));
+    let accepting = AcceptLoop::spawn(|connections, closing| accept(socket, tls, shared, calls, connections, closing))
+        .closing_on_drop();
     let socket_file = SocketFile(unix_path(&address).map(str::to_owned));
     Ok(QueueListener::new(address, incoming, TcpListening { accepting, state, _socket_file: socket_file }))
 }

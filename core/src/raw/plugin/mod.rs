@@ -141,9 +141,9 @@ impl Plugin {
         self.build.kind()
     }
 
-    /// Whether it answers to `name`.
+    /// Whether it answers to `name`, in any case.
     pub fn answers_to(&self, name: &str) -> bool {
-        self.names.contains(&name)
+        self.names.iter().any(|own| own.eq_ignore_ascii_case(name.trim()))
     }
 
     /// The settings it reads, with `address` first.

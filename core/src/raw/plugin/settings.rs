@@ -28,7 +28,7 @@ impl fmt::Debug for Settings {
         let mut map = f.debug_map();
         for (key, value) in &self.values {
             let secret = SECRET_WORDS.iter().any(|word| key.contains(word));
-            map.entry(key, if secret { &"<hidden>" } else { value });
+            map.entry(key, if secret { &"<redacted>" } else { value });
         }
         map.finish()
     }
@@ -98,7 +98,7 @@ impl Settings {
 
     /// The backend name chosen for the scope's kind (`MICRO_REGISTRY`), if any.
     pub fn chosen(&self) -> Option<&str> {
-        self.values.get(self.scope?.as_str()).map(String::as_str)
+        self.values.get(self.scope?.as_str()).map(String::as_str).filter(|v| !v.trim().is_empty())
     }
 
     fn invalid(&self, key: &str, what: &str, value: &str) -> Error {
