@@ -53,6 +53,12 @@ impl Context {
         CURRENT.scope(self, work)
     }
 
+    /// Runs `f` with this context as [`Context::current`]: what the server does around each
+    /// poll of a handler.
+    pub(crate) fn enter<R>(&self, f: impl FnOnce() -> R) -> R {
+        CURRENT.sync_scope(self.clone(), f)
+    }
+
     /// A context with no metadata, no deadline and nothing that cancels it.
     pub fn background() -> Context {
         Context::new(Metadata::new(), None, CancellationToken::new())

@@ -141,10 +141,8 @@ fn serve(
                     }
                     (_, requests) => Either::Right(Box::pin(unary(&server, handler, request, requests))),
                 };
-                let cancel = ctx.cancellation_token();
-                let dropped = CancelIfDropped::new(cancel);
-                let work = ctx.clone().scope(work);
-                let status = BoundedCall::new(&server.options.name, deadline, cancel, &server.force_stop, work).await;
+                let dropped = CancelIfDropped::new(ctx.cancellation_token());
+                let status = BoundedCall::new(&server.options.name, deadline, &ctx, &server.force_stop, work).await;
                 dropped.finished();
                 match status {
                     Ok(response) => call.reply.answer(response.metadata, response.body).await,
@@ -202,9 +200,8 @@ async fn serve_stream(
 ) {
     let reply = SentReply::shared(reply);
     let dropped = CancelIfDropped::new(ctx.cancellation_token());
-    let work = ctx.clone().scope(stream(&server, &head, handler, requests, reply.clone(), ctx.clone()));
-    let status =
-        BoundedCall::new(&server.options.name, deadline, ctx.cancellation_token(), &server.force_stop, work).await;
+    let work = stream(&server, &head, handler, requests, reply.clone(), ctx.clone());
+    let status = BoundedCall::new(&server.options.name, deadline, &ctx, &server.force_stop, work).await;
     dropped.finished();
     let mut sent = reply.lock().await;
     if let Some(reply) = sent.reply.take() {
