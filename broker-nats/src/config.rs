@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use rmicro_core::raw::plugin::{Kind, Settings};
-use rmicro_core::{Error, Result};
+use rmicro_core::Result;
 use serde::{Deserialize, Serialize};
 
 /// The NATS server a broker dials when no address is set: a local one on the standard port.
@@ -116,14 +116,8 @@ impl NatsConfig {
         if let Some(address) = settings.get("address") {
             config = config.with_address(address);
         }
-        match (settings.get("user"), settings.get("password")) {
-            (Some(user), Some(password)) => config = config.with_credentials(user, password),
-            (None, None) => {}
-            _ => {
-                return Err(
-                    Error::bad_request("settings broker_user and broker_password go together").with_id("rmicro.config")
-                );
-            }
+        if let Some((user, password)) = settings.pair("user", "password")? {
+            config = config.with_credentials(user, password);
         }
         if let Some(token) = settings.get("token") {
             config = config.with_token(token);

@@ -145,10 +145,8 @@ impl EtcdConfig {
         if let Some(prefix) = settings.get("prefix") {
             config = config.with_prefix(prefix);
         }
-        match (settings.get("username"), settings.get("password")) {
-            (Some(username), Some(password)) => config = config.with_credentials(username, password),
-            (None, None) => {}
-            _ => return Err(invalid("settings registry_username and registry_password go together")),
+        if let Some((username, password)) = settings.pair("username", "password")? {
+            config = config.with_credentials(username, password);
         }
         if let Some(timeout) = settings.duration("timeout")? {
             config.timeout = timeout;

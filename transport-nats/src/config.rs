@@ -3,7 +3,7 @@
 use std::fmt;
 
 use rmicro_core::raw::plugin::{Kind, Settings};
-use rmicro_core::{Error, Result};
+use rmicro_core::Result;
 
 /// The NATS server the transport connects to unless told otherwise.
 pub(crate) const DEFAULT_ADDRESS: &str = "nats://127.0.0.1:4222";
@@ -77,14 +77,8 @@ impl NatsConfig {
             config.address = url.trim().to_owned();
         }
         config.max_message_size = settings.parse("max_message_size")?;
-        config.credentials = match (settings.get("user"), settings.get("password")) {
-            (Some(user), Some(password)) => Some((user.to_owned(), password.to_owned())),
-            (None, None) => None,
-            _ => {
-                return Err(Error::bad_request("settings transport_user and transport_password go together")
-                    .with_id("rmicro.config"));
-            }
-        };
+        config.credentials =
+            settings.pair("user", "password")?.map(|(user, password)| (user.to_owned(), password.to_owned()));
         config.token = settings.get("token").map(str::to_owned);
         Ok(config)
     }

@@ -159,25 +159,34 @@ impl Settings {
         })
     }
 
+    /// Two settings that only make sense together (a user and its password, a certificate and
+    /// its key): both or neither, else a `BadRequest` naming them.
+    pub fn pair(&self, first: &str, second: &str) -> Result<Option<(&str, &str)>> {
+        match (self.get(first), self.get(second)) {
+            (Some(a), Some(b)) => Ok(Some((a, b))),
+            (None, None) => Ok(None),
+            _ => Err(Error::bad_request(format!(
+                "settings {} and {} go together",
+                self.full_key(first),
+                self.full_key(second)
+            ))
+            .with_id("rmicro.config")),
+        }
+    }
+
     /// The TLS configuration the [`TLS_SETTINGS`](super::TLS_SETTINGS) describe: an identity from `tls_cert` and
     /// `tls_key`, trust from `tls_ca` (checked against `tls_server_name`, default `localhost`);
     /// `None` when none is set.
     pub fn tls(&self) -> Result<Option<TlsConfig>> {
-        let (cert, key, ca) = (self.file("tls_cert")?, self.file("tls_key")?, self.file("tls_ca")?);
-        if cert.is_none() && key.is_none() && ca.is_none() {
+        let identity = self.pair("tls_cert", "tls_key")?;
+        let ca = self.file("tls_ca")?;
+        if identity.is_none() && ca.is_none() {
             return Ok(None);
         }
         let mut tls = TlsConfig::default();
-        match (cert, key) {
-            (Some(cert), Some(key)) => tls = tls.identity(cert, key),
-            (None, None) => {}
-            _ => {
-                return Err(Error::bad_request(format!(
-                    "settings {} and {} go together",
-                    self.full_key("tls_cert"),
-                    self.full_key("tls_key")
-                ))
-                .with_id("rmicro.config"));
+        if identity.is_some() {
+            if let (Some(cert), Some(key)) = (self.file("tls_cert")?, self.file("tls_key")?) {
+                tls = tls.identity(cert, key);
             }
         }
         if let Some(ca) = ca {
