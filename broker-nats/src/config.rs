@@ -3,8 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use rmicro_core::raw::plugin::{Kind, Settings};
 use rmicro_core::Result;
+use rmicro_core::raw::plugin::{Kind, Settings};
 use serde::{Deserialize, Serialize};
 
 /// The NATS server a broker dials when no address is set: a local one on the standard port.

@@ -2,8 +2,8 @@
 
 use std::fmt;
 
-use rmicro_core::raw::plugin::{Kind, Settings};
 use rmicro_core::Result;
+use rmicro_core::raw::plugin::{Kind, Settings};
 
 /// The NATS server the transport connects to unless told otherwise.
 pub(crate) const DEFAULT_ADDRESS: &str = "nats://127.0.0.1:4222";
